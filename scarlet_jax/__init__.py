@@ -1,0 +1,29 @@
+"""scarlet_jax: a scarlet-lite style deblender written as a functional JAX program."""
+
+from __future__ import annotations
+
+from . import datasets
+from .components import Components, Placement
+from .deblend import deblend
+from .errors import BadFileError, BadInputError, InputWarning
+from .observation import Observation, make_observation
+from .options import DEFAULTS, LSST_PIPELINE
+from .result import DeblendResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadFileError",
+    "BadInputError",
+    "Components",
+    "DEFAULTS",
+    "DeblendResult",
+    "InputWarning",
+    "LSST_PIPELINE",
+    "Observation",
+    "Placement",
+    "datasets",
+    "deblend",
+    "make_observation",
+    "__version__",
+]

@@ -1,0 +1,123 @@
+"""The proximal chain applied to every component after each gradient step.
+
+Order as in scarlet lite's ``prox_morph``: monotonicity, symmetry, thresholds (background
+threshold, optional L0/L1 sparsity), positivity and support, peak floor, normalisation.
+Spectra get a floor. Which operators run is static (:class:`ConstraintConfig`); their
+thresholds are traced leaves (:class:`ConstraintParams`), so sweeping them does not
+recompile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from . import prox as ops
+from .components import Components
+
+__all__ = ["ConstraintConfig", "ConstraintParams", "make_prox", "significant", "SPARSITY"]
+
+SPARSITY = (None, "l0", "l1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConstraintConfig:
+    """Static choice of operators (hashable: part of the compile key).
+
+    Attributes:
+      monotonic: weighted monotonicity from the (re-found) peak.
+      symmetric: uncentred 180-degree symmetry about the peak.
+      sparsity: None, "l0" (hard) or "l1" (soft) thresholding in noise units.
+      fit_radius: window half-size in which the peak is re-found.
+    """
+
+    monotonic: bool = True
+    symmetric: bool = False
+    sparsity: str | None = None
+    fit_radius: int = 1
+
+    def __post_init__(self):
+        if self.sparsity not in SPARSITY:
+            raise ValueError(f"sparsity must be one of {SPARSITY}, got {self.sparsity!r}")
+        if self.fit_radius < 0:
+            raise ValueError(f"fit_radius must be >= 0, got {self.fit_radius}")
+
+
+class ConstraintParams(NamedTuple):
+    """Traced thresholds (scalars, float32)."""
+
+    bg_thresh: jax.Array  # background threshold in units of noise_rms (0 disables)
+    sparsity_thresh: jax.Array  # L0/L1 threshold in units of the noise
+    spectrum_floor: jax.Array  # minimum spectrum value (scarlet lite: 1e-20)
+    peak_floor: jax.Array  # minimum value of the peak pixel before normalisation
+
+    @classmethod
+    def make(cls, bg_thresh=0.25, sparsity_thresh=1.0, spectrum_floor=1e-20, peak_floor=1e-20):
+        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        return cls(f(bg_thresh), f(sparsity_thresh), f(spectrum_floor), f(peak_floor))
+
+
+def significant(spectra, morphs, noise_rms, bg_thresh):
+    """(K, h, w) bool: pixels where the component's model reaches ``noise_rms * bg_thresh``
+    in at least one band (scarlet lite's ``significant`` mask).
+
+    Args:
+      spectra: (K, B); morphs: (K, h, w); noise_rms: (B,); bg_thresh: () scalar.
+    """
+    model = spectra[:, :, None, None] * morphs[:, None]
+    return jnp.any(model >= (noise_rms * bg_thresh)[None, :, None, None], axis=1)
+
+
+def make_prox(config: ConstraintConfig, box_shape: tuple[int, int]):
+    """Build ``prox(components, support, active, noise_rms, params) -> Components``.
+
+    Args:
+      config: which operators run.
+      box_shape: static odd (h, w) of every component box; the peak is at the centre.
+    """
+    h, w = box_shape
+    center = jnp.array([h // 2, w // 2], jnp.int32)
+    mono = (
+        ops.make_monotonicity(box_shape, config.fit_radius, return_peak=True)
+        if config.monotonic
+        else None
+    )
+
+    def prox_morph_one(morph, spectrum, noise_rms, params):
+        if mono is not None:
+            morph, peak = mono(morph, center)
+        elif config.symmetric:
+            peak = ops.find_peak(morph, center, config.fit_radius)
+        if config.symmetric:
+            morph = ops.uncentered_symmetry(morph, peak, fill=0.0)
+        # background threshold: zero where the model is below bg_rms * bg_thresh in all bands
+        below = jnp.all(
+            spectrum[:, None, None] * morph[None] < (noise_rms * params.bg_thresh)[:, None, None],
+            axis=0,
+        )
+        morph = jnp.where(below, 0.0, morph)
+        if config.sparsity == "l0":
+            morph = ops.l0_threshold(morph, spectrum, noise_rms, params.sparsity_thresh)
+        elif config.sparsity == "l1":
+            morph = ops.l1_threshold(morph, spectrum, noise_rms, params.sparsity_thresh)
+        morph = jnp.maximum(morph, 0.0)
+        morph = morph.at[center[0], center[1]].max(params.peak_floor)
+        morph = jnp.where(jnp.isfinite(morph), morph, 0.0)
+        peak_value = jnp.max(morph)
+        return jnp.where(peak_value > 0, morph / jnp.where(peak_value > 0, peak_value, 1.0), morph)
+
+    def prox(components: Components, support, active, noise_rms, params: ConstraintParams):
+        spectra = jnp.maximum(components.spectra, params.spectrum_floor)
+        spectra = jnp.where(jnp.isfinite(spectra), spectra, params.spectrum_floor)
+        spectra = jnp.where(active[:, None], spectra, 0.0)
+        morphs = components.morphs * support
+        morphs = jax.vmap(prox_morph_one, in_axes=(0, 0, None, None))(
+            morphs, spectra, noise_rms, params
+        )
+        morphs = morphs * support * active[:, None, None]
+        return Components(spectra=spectra, morphs=morphs)
+
+    return prox

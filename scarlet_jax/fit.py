@@ -1,0 +1,282 @@
+"""The fit: a jitted step (hand-written gradient, proximal update, box resizing) run by a
+``lax.scan`` over blocks of iterations inside a ``lax.while_loop``.
+
+``FitConfig`` is static (it changes shapes or control flow: part of the compile key);
+``FitParams`` are traced scalars (sweeping them does not recompile); ``FitState`` is the
+loop carry. A blend that has converged, diverged or hit ``max_iter`` is frozen: its later
+steps change nothing, so the same code serves a ``vmap`` over blends with per-blend stops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .components import Components, Placement
+from .constraints import ConstraintConfig, ConstraintParams, make_prox, significant
+from .likelihood import FitData, loss_and_grads
+from .optim import fista, proximal_adam
+
+__all__ = [
+    "OPTIMIZERS",
+    "FitConfig",
+    "FitParams",
+    "FitState",
+    "init_fit_state",
+    "make_step",
+    "fit",
+    "fit_unjitted",
+    "resize_support",
+]
+
+OPTIMIZERS = ("adaprox", "fista")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Static settings of a fit (hashable).
+
+    Attributes:
+      max_iter: maximum number of iterations (size of the loss history).
+      min_iter: no convergence test before this iteration.
+      optimizer: "adaprox" (proximal AMSGrad, scarlet lite's default) or "fista".
+      resize: resize boxes every ``resize`` iterations (0: never).
+      grow: pixels added around the significant pixels when a box is resized.
+      block: iterations per ``lax.scan`` block between convergence checks of the loop.
+      constraints: which proximal operators run.
+    """
+
+    max_iter: int = 300
+    min_iter: int = 5
+    optimizer: str = "adaprox"
+    resize: int = 3
+    grow: int = 5
+    block: int = 8
+    constraints: ConstraintConfig = ConstraintConfig()
+
+    def __post_init__(self):
+        if self.max_iter < 0:
+            raise ValueError(f"max_iter must be >= 0, got {self.max_iter}")
+        if self.min_iter < 0:
+            raise ValueError(f"min_iter must be >= 0, got {self.min_iter}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.resize < 0 or self.grow < 0 or self.block < 1:
+            raise ValueError("resize and grow must be >= 0 and block >= 1")
+
+
+class FitParams(NamedTuple):
+    """Traced numbers of a fit (float32 scalars)."""
+
+    e_rel: jax.Array
+    morph_step: jax.Array
+    spectrum_step_noise: jax.Array  # spectrum step >= noise_rms * this (lite pipeline: 1/10)
+    spectrum_step_rel: jax.Array  # spectrum step >= mean(spectrum) * this
+    divergence_factor: jax.Array  # loss above this x (initial loss + n_pixels) = diverged
+    constraints: ConstraintParams
+
+    @classmethod
+    def make(
+        cls,
+        e_rel=1e-3,
+        morph_step=0.01,
+        spectrum_step_noise=0.1,
+        spectrum_step_rel=0.01,
+        divergence_factor=1e3,
+        **constraint_params,
+    ) -> FitParams:
+        f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        return cls(
+            f(e_rel),
+            f(morph_step),
+            f(spectrum_step_noise),
+            f(spectrum_step_rel),
+            f(divergence_factor),
+            ConstraintParams.make(**constraint_params),
+        )
+
+
+class FitState(NamedTuple):
+    """The loop carry of one blend.
+
+    Attributes:
+      components: current parameters.
+      support: (K, h, w) float32 current box of each component inside its slot.
+      opt_state: optimiser state.
+      loss: () float32 loss of the last evaluated iteration (inf before the first).
+      loss0: () float32 loss at the first iteration.
+      it: () int32 iterations done.
+      done: () bool, converged, diverged or at ``max_iter``.
+      converged: () bool.
+      diverged: () bool: a step produced non-finite values (the state was reverted) or the
+        loss blew up.
+      history: (max_iter,) float32 loss per iteration, NaN after the stop.
+    """
+
+    components: Components
+    support: jax.Array
+    opt_state: Any
+    loss: jax.Array
+    loss0: jax.Array
+    it: jax.Array
+    done: jax.Array
+    converged: jax.Array
+    diverged: jax.Array
+    history: jax.Array
+
+
+def _adaprox_steps(data: FitData, params: FitParams):
+    def step_fn(c: Components) -> Components:
+        rel = params.spectrum_step_rel * jnp.mean(c.spectra, axis=1, keepdims=True)
+        spec = jnp.maximum(data.noise_rms[None, :] * params.spectrum_step_noise, rel)
+        return Components(spectra=spec, morphs=params.morph_step)
+
+    return step_fn
+
+
+def fista_steps(data: FitData, params: FitParams):
+    """Steps below the inverse Lipschitz constant of each block, including the weights
+    (scarlet lite's FISTA ignores them and diverges with inverse-variance weights)."""
+    wmax = jnp.max(data.weights, axis=(-2, -1))  # (B,)
+    tiny = jnp.float32(1e-30)
+
+    def step_fn(c: Components) -> Components:
+        morph_norm = jnp.sum(c.morphs**2, axis=(1, 2))  # (K,)
+        spec = 0.5 / (wmax[None, :] * morph_norm[:, None] + tiny)
+        lip_morph = jnp.sum(wmax[None, :] * c.spectra**2, axis=1)  # (K,)
+        morph = 0.5 / (lip_morph + tiny)
+        return Components(spectra=spec, morphs=morph[:, None, None])
+
+    return step_fn
+
+
+def make_optimizer(config: FitConfig, data: FitData, params: FitParams):
+    if config.optimizer == "fista":
+        return fista(fista_steps(data, params))
+    return proximal_adam(_adaprox_steps(data, params))
+
+
+def resize_support(components, placement: Placement, support, noise_rms, bg_thresh, grow):
+    """New (K, h, w) support: bounding box of the significant pixels grown by ``grow``,
+    clipped to the image; unchanged for a component without significant pixels. The box
+    centre (the peak) always stays inside."""
+    k, h, w = support.shape
+    sig = significant(components.spectra, components.morphs, noise_rms, bg_thresh)
+    sig = sig & (placement.bounds > 0)
+    rows, cols = jnp.any(sig, axis=2), jnp.any(sig, axis=1)  # (K, h), (K, w)
+
+    def span(mask, n, c):
+        lo = jnp.argmax(mask, axis=1)
+        hi = n - 1 - jnp.argmax(mask[:, ::-1], axis=1)
+        lo = jnp.minimum(lo, c) - grow
+        hi = jnp.maximum(hi, c) + grow
+        idx = jnp.arange(n)[None, :]
+        return (idx >= lo[:, None]) & (idx <= hi[:, None])
+
+    box = span(rows, h, h // 2)[:, :, None] & span(cols, w, w // 2)[:, None, :]
+    new = box.astype(support.dtype) * placement.bounds
+    has = jnp.any(rows, axis=1)[:, None, None]
+    return jnp.where(has, new, support)
+
+
+def init_fit_state(components, placement: Placement, optimizer, max_iter: int) -> FitState:
+    f32 = jnp.float32
+    return FitState(
+        components=components,
+        support=placement.support.astype(f32),
+        opt_state=optimizer.init(components),
+        loss=jnp.array(jnp.inf, f32),
+        loss0=jnp.array(jnp.inf, f32),
+        it=jnp.zeros((), jnp.int32),
+        done=jnp.array(max_iter == 0),
+        converged=jnp.zeros((), bool),
+        diverged=jnp.zeros((), bool),
+        history=jnp.full((max_iter,), jnp.nan, f32),
+    )
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return functools.reduce(jnp.logical_and, leaves, jnp.array(True))
+
+
+def make_step(data: FitData, placement: Placement, params: FitParams, config: FitConfig):
+    """Return ``step(state) -> state``: one iteration of the fit of one blend."""
+    optimizer = make_optimizer(config, data, params)
+    box_shape = tuple(placement.bounds.shape[-2:])
+    prox_fn = make_prox(config.constraints, box_shape)
+    n_pix = jnp.sum(data.weights > 0).astype(jnp.float32)
+
+    def step(state: FitState) -> FitState:
+        current = placement.replace(support=state.support)
+        loss, grads = loss_and_grads(state.components, current, data)
+
+        def prox(c):
+            return prox_fn(c, state.support, placement.active, data.noise_rms, params.constraints)
+
+        components, opt_state = optimizer.update(grads, state.opt_state, state.components, prox)
+        support = state.support
+        if config.resize:
+            due = (state.it > 0) & (state.it % config.resize == 0)
+            resized = resize_support(
+                components, placement, support, data.noise_rms,
+                params.constraints.bg_thresh, config.grow,
+            )
+            support = jnp.where(due, resized, support)
+            components = components.replace(morphs=components.morphs * support)
+
+        loss0 = jnp.where(state.it == 0, loss, state.loss0)
+        converged = (state.it >= config.min_iter) & (
+            jnp.abs(loss - state.loss) < params.e_rel * jnp.abs(loss)
+        )
+        finite = jnp.isfinite(loss) & _all_finite(components) & _all_finite(opt_state)
+        blew_up = loss > params.divergence_factor * (loss0 + n_pix)
+        it = state.it + 1
+        new = FitState(
+            components=components,
+            support=support,
+            opt_state=opt_state,
+            loss=loss,
+            loss0=loss0,
+            it=it,
+            done=converged | (it >= config.max_iter) | blew_up,
+            converged=converged,
+            diverged=blew_up,
+            history=state.history.at[state.it].set(loss),
+        )
+        # a step that went non-finite: keep the last finite state, flag it, stop
+        reverted = state._replace(
+            done=jnp.array(True), diverged=jnp.array(True), it=it,
+            history=state.history.at[state.it].set(jnp.where(jnp.isfinite(loss), loss, jnp.nan)),
+        )
+        new = jax.tree.map(lambda good, bad: jnp.where(finite, good, bad), new, reverted)
+        # a blend that is already done does not move
+        return jax.tree.map(lambda old, upd: jnp.where(state.done, old, upd), state, new)
+
+    return step
+
+
+def fit_unjitted(
+    data: FitData,
+    placement: Placement,
+    components: Components,
+    params: FitParams,
+    config: FitConfig,
+) -> FitState:
+    """Run the fit of one blend to convergence or ``max_iter`` (pure; jit or vmap it)."""
+    optimizer = make_optimizer(config, data, params)
+    state = init_fit_state(components, placement, optimizer, config.max_iter)
+    step = make_step(data, placement, params, config)
+
+    def block(state):
+        return jax.lax.scan(lambda s, _: (step(s), None), state, None, length=config.block)[0]
+
+    return jax.lax.while_loop(lambda s: ~s.done, block, state)
+
+
+fit = jax.jit(fit_unjitted, static_argnames="config")
+fit.__doc__ = "Jitted :func:`fit_unjitted` (``config`` is static)."

@@ -1,0 +1,159 @@
+"""What a deblend returns: the fitted components, unpadded, with the fit history."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .fft import convolve, fft_shape_for, kernel_to_fft
+from .observation import Observation
+from .render import insert
+
+__all__ = ["DeblendResult"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeblendResult:
+    """The result of deblending one blend (host arrays, unpadded).
+
+    Attributes:
+      observation: the observation that was fitted.
+      centers: (S, 2) float32 (y, x) source centers.
+      spectra: (K, B) float32 per-component spectra.
+      morphs: (K, h, w) float32 per-component morphologies in slot boxes centred on peaks
+        (0 outside the component's own box).
+      origins: (K, 2) int32 top-left (y, x) of each slot box in image coordinates.
+      support: (K, h, w) bool, the component's own (scarlet lite) box inside its slot box.
+      peaks: (K, 2) int32 (y, x) peak pixel per component.
+      component_source: (K,) int32 source index of each component.
+      loss: (n_iter,) float32 loss ``0.5 * sum(W * (D - P(M))**2)`` per iteration.
+      n_iter: iterations run.
+      converged: the relative loss change fell below ``e_rel``.
+      diverged: the fit went non-finite (reverted to the last finite state) or blew up.
+      options: the options of the run.
+      error: for a blend of a batch that could not be fitted (bad input), the reason; its
+        arrays are then empty and ``status`` is "failed".
+    """
+
+    observation: Observation
+    centers: np.ndarray
+    spectra: np.ndarray
+    morphs: np.ndarray
+    origins: np.ndarray
+    support: np.ndarray
+    peaks: np.ndarray
+    component_source: np.ndarray
+    loss: np.ndarray
+    n_iter: int
+    converged: bool
+    diverged: bool = False
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def n_sources(self) -> int:
+        return int(self.centers.shape[0])
+
+    @property
+    def n_components(self) -> int:
+        return int(self.spectra.shape[0])
+
+    @property
+    def status(self) -> str:
+        """"converged", "diverged", "max_iter" or "failed" (see ``error``)."""
+        if self.error is not None:
+            return "failed"
+        if self.diverged:
+            return "diverged"
+        return "converged" if self.converged else "max_iter"
+
+    @property
+    def components(self):
+        """The fitted :class:`~scarlet_jax.components.Components` pytree."""
+        from .components import Components
+
+        return Components(spectra=jnp.asarray(self.spectra), morphs=jnp.asarray(self.morphs))
+
+    def component_boxes(self) -> np.ndarray:
+        """(K, 4) int (y0, x0, y1, x1) of each component's own box in image coordinates
+        (exclusive upper ends)."""
+        boxes = np.zeros((self.n_components, 4), int)
+        for k in range(self.n_components):
+            ys, xs = np.nonzero(self.support[k])
+            if ys.size == 0:
+                boxes[k] = (self.peaks[k][0], self.peaks[k][1], self.peaks[k][0], self.peaks[k][1])
+                continue
+            oy, ox = self.origins[k]
+            boxes[k] = (oy + ys.min(), ox + xs.min(), oy + ys.max() + 1, ox + xs.max() + 1)
+        return boxes
+
+    @property
+    def component_fluxes(self) -> np.ndarray:
+        """(K, B) model-frame flux of each component."""
+        return self.spectra * self.morphs.sum(axis=(1, 2))[:, None]
+
+    @property
+    def source_fluxes(self) -> np.ndarray:
+        """(S, B) model-frame flux of each source (sum over its components)."""
+        out = np.zeros((self.n_sources, self.spectra.shape[1]), np.float32)
+        np.add.at(out, self.component_source, self.component_fluxes)
+        return out
+
+    def _render(self, mask: np.ndarray) -> jax.Array:
+        """Convolved model of the components selected by ``mask`` (..., K) -> (..., B, H, W)."""
+        obs = self.observation
+        n_bands, height, width = obs.shape
+        box = self.morphs.shape[-1]
+        margin = box // 2
+        fft_shape = fft_shape_for((height, width), obs.diff_kernel.shape[-2:])
+        kfft = kernel_to_fft(obs.diff_kernel, fft_shape)
+        boxes = jnp.asarray(self.spectra)[:, :, None, None] * jnp.asarray(self.morphs)[:, None]
+        origins = jnp.asarray(self.origins)
+
+        def one(m):
+            model = insert(boxes * m[:, None, None, None], origins, (height, width), margin)
+            return convolve(model, kfft, fft_shape)
+
+        mask = jnp.asarray(mask, jnp.float32)
+        return one(mask) if mask.ndim == 1 else jax.lax.map(one, mask)
+
+    @property
+    def model(self) -> np.ndarray:
+        """(B, H, W) float32 convolved model in the observed frame."""
+        return np.asarray(self._render(np.ones(self.n_components)))
+
+    @property
+    def residual(self) -> np.ndarray:
+        """(B, H, W) data minus model."""
+        return self.observation.images - self.model
+
+    def source_models(self, convolved: bool = True) -> np.ndarray:
+        """(S, B, H, W) float32 per-source model, in the observed frame (convolved with the
+        difference kernel) by default, else in the model frame."""
+        select = (self.component_source[None, :] == np.arange(self.n_sources)[:, None])
+        if convolved:
+            return np.asarray(self._render(select.astype(np.float32)))
+        n_bands, height, width = self.observation.shape
+        out = np.zeros((self.n_sources, n_bands, height, width), np.float32)
+        boxes = self.spectra[:, :, None, None] * self.morphs[:, None]
+        box = self.morphs.shape[-1]
+        for k in range(self.n_components):
+            oy, ox = self.origins[k]
+            y0, x0 = max(oy, 0), max(ox, 0)
+            y1, x1 = min(oy + box, height), min(ox + box, width)
+            out[self.component_source[k], :, y0:y1, x0:x1] += boxes[k][
+                :, y0 - oy : y1 - oy, x0 - ox : x1 - ox
+            ]
+        return out
+
+    def chi2(self) -> float:
+        """``sum(W * (D - P(M))**2)`` over all pixels."""
+        return float(np.sum(self.observation.weights * self.residual**2))
+
+    def chi2_per_pixel(self) -> float:
+        """chi^2 divided by the number of (band, pixel) values with weight > 0."""
+        return self.chi2() / max(int(np.sum(self.observation.weights > 0)), 1)

@@ -1,0 +1,45 @@
+"""Shared fixtures. Numerics tests that need float64 use the ``x64`` fixture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+@pytest.fixture
+def x64():
+    """Enable float64 for one test and restore the previous setting."""
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", old)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def reference_fit():
+    path = REFERENCE / "hsc_cosmos_35_lite.npz"
+    if not path.exists():
+        pytest.skip(f"reference data not found at {path}")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def hsc():
+    from scarlet_jax.datasets import hsc_cosmos_35
+
+    return hsc_cosmos_35()

@@ -1,0 +1,188 @@
+"""The command line, run in-process through ``main(argv)``."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from scarlet_jax import io
+from scarlet_jax.cli import main
+
+FAST = ["--max-iter", "15"]
+PICTURES = ("data_model_residual.png", "scene.png", "sources.png", "loss.png")
+
+
+def _table_rows(out_dir, stem):
+    ecsv, plain = out_dir / f"{stem}.ecsv", out_dir / f"{stem}.csv"
+    if ecsv.exists():
+        from astropy.table import Table
+
+        return Table.read(ecsv, format="ascii.ecsv")
+    with open(plain) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def hsc_npz(tmp_path_factory):
+    from scarlet_jax.datasets import load_hsc_cosmos_35_arrays
+
+    arrays = load_hsc_cosmos_35_arrays()
+    path = tmp_path_factory.mktemp("inputs") / "hsc.npz"
+    np.savez(path, images=arrays["images"], variance=arrays["variance"], psfs=arrays["psfs"],
+             filters=arrays["filters"], catalog=arrays["catalog"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_demo_writes_pictures_table_and_result(demo_dir, capsys):
+    for name in PICTURES:
+        assert (demo_dir / name).stat().st_size > 5000, name
+    rows = _table_rows(demo_dir, "sources")
+    assert len(rows) == 7
+    assert {"flux_g", "flux_conserved_y", "centroid_x", "chi2"} <= set(
+        rows.colnames if hasattr(rows, "colnames") else rows[0])
+    res = io.load(demo_dir / "result.npz")
+    assert res.n_sources == 7 and res.options["max_iter"] == 15
+
+
+def test_demo_prints_a_summary(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), *FAST, "--no-plots", "--lite"]) == 0
+    out = capsys.readouterr().out
+    assert "7 sources" in out and "chi2/pixel" in out and "F_g" in out and "C_y" in out
+    assert (tmp_path / "scarlet_lite.json").exists()
+    assert not (tmp_path / "scene.png").exists()
+
+
+def test_deblend_npz_with_embedded_catalog(hsc_npz, tmp_path):
+    out = tmp_path / "out"
+    assert main(["deblend", str(hsc_npz), "--out", str(out), *FAST]) == 0
+    res = io.load(out / "result.npz")
+    assert res.n_sources == 7 and res.observation.bands == ("g", "r", "i", "z", "y")
+    for name in PICTURES:
+        assert (out / name).exists()
+    assert len(_table_rows(out, "sources")) == 7
+
+
+def test_deblend_with_catalog_file_and_options(hsc_npz, tmp_path):
+    cat = tmp_path / "cat.csv"
+    cat.write_text("x,y\n14.0,33.0\n31.0,36.0\n19.0,47.0\n")
+    out = tmp_path / "out"
+    argv = ["deblend", str(hsc_npz), "--catalog", str(cat), "--out", str(out), "--no-plots",
+            "--max-iter", "15", "--bg-thresh", "1.0", "--no-monotonic", "--e-rel", "1e-2"]
+    assert main(argv) == 0
+    res = io.load(out / "result.npz")
+    assert res.n_sources == 3
+    np.testing.assert_allclose(res.centers[0], [33.0, 14.0])
+    assert res.options["monotonic"] is False and res.options["bg_thresh"] == 1.0
+
+
+def test_deblend_detect(hsc_npz, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["deblend", str(hsc_npz), "--detect", "--out", str(out), "--no-plots",
+                 *FAST]) == 0
+    assert "detecting" in capsys.readouterr().err
+    assert io.load(out / "result.npz").n_sources >= 3
+
+
+def test_show(demo_dir, tmp_path, capsys):
+    out = tmp_path / "show"
+    assert main(["show", str(demo_dir / "result.npz"), "--out", str(out)]) == 0
+    for name in PICTURES:
+        assert (out / name).exists()
+    assert "7 sources" in capsys.readouterr().out
+
+
+def test_batch_folder(tmp_path):
+    from scarlet_jax.datasets import synthetic_blends
+
+    src = tmp_path / "inputs"
+    src.mkdir()
+    for i, blend in enumerate(synthetic_blends(3, seed=3, shape=(40, 40), n_sources=(2, 3),
+                                               psf_size=15)):
+        obs = blend.observation
+        np.savez(src / f"blend{i}.npz", images=obs.images, variance=obs.variance,
+                 psfs=obs.psfs, bands=np.array(obs.bands), centers=blend.centers)
+    out = tmp_path / "out"
+    assert main(["batch", str(src), "--out", str(out), "--progress", *FAST]) == 0
+    results = sorted(out.glob("*.result.npz"))
+    assert [p.name for p in results] == [f"blend{i}.result.npz" for i in range(3)]
+    rows = _table_rows(out, "batch")
+    assert len(rows) == 3
+    assert all(str(r["status"]) in ("converged", "max_iter") for r in rows)
+    n_sources = sum(io.load(p).n_sources for p in results)
+    assert len(_table_rows(out, "sources")) == n_sources
+    # a glob pattern picks the same inputs; a broken one is reported, the others deblended
+    (src / "broken.npz").write_bytes(b"not a zip")
+    out2 = tmp_path / "out2"
+    assert main(["batch", str(src / "*.npz"), "--out", str(out2), *FAST]) == 0
+    rows = _table_rows(out2, "batch")
+    assert len(rows) == 4 and sum(str(r["status"]) == "failed" for r in rows) == 1
+
+
+def _assert_one_line_error(capsys, *words):
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("scarlet-jax: error:")]
+    assert len(errors) == 1, err
+    assert "Traceback" not in "\n".join(err)
+    for w in words:
+        assert w in errors[0]
+
+
+def test_bad_input_exits_2(tmp_path, capsys, demo_dir):
+    assert main(["deblend", str(tmp_path / "missing.npz")]) == 2
+    _assert_one_line_error(capsys, "missing.npz")
+
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, images=np.zeros((2, 20, 20)))
+    assert main(["deblend", str(partial), "--out", str(tmp_path / "o")]) == 2
+    _assert_one_line_error(capsys, "variance")
+
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    assert main(["deblend", str(text), "--out", str(tmp_path / "o")]) == 2
+    _assert_one_line_error(capsys, "npz")
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes((demo_dir / "result.npz").read_bytes()[:3000])
+    assert main(["show", str(bad), "--out", str(tmp_path / "o")]) == 2
+    _assert_one_line_error(capsys, "truncated")
+
+    assert main(["demo", "--out", str(tmp_path / "o"), "--max-iter", "-3"]) == 2
+    _assert_one_line_error(capsys, "max_iter")
+
+    neg = tmp_path / "neg.npz"
+    psf = np.ones((1, 3, 3)) / 9
+    np.savez(neg, images=np.ones((1, 20, 20)), variance=np.ones((1, 20, 20)), psfs=psf,
+             centers=np.array([[50.0, 5.0]]))
+    assert main(["deblend", str(neg), "--out", str(tmp_path / "o"), "--no-plots"]) == 2
+    _assert_one_line_error(capsys, "outside the image")
+
+    assert main(["batch", str(tmp_path / "nothing_here"), "--out", str(tmp_path / "o")]) == 2
+    _assert_one_line_error(capsys, "no input files")
+
+    assert main(["frobnicate"]) == 2
+
+
+def test_internal_error_exits_1(monkeypatch, tmp_path, capsys):
+    import scarlet_jax
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(scarlet_jax, "deblend", broken)
+    assert main(["demo", "--out", str(tmp_path), "--no-plots"]) == 1
+    assert "internal error: RuntimeError: boom" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["deblend"], ["show"], ["batch"]])
+def test_help(command, capsys):
+    assert main([*command, "--help"]) == 0
+    assert "usage: scarlet-jax" in capsys.readouterr().out

@@ -1,0 +1,108 @@
+"""The fit engine on the HSC blend started from scarlet lite's initial components."""
+
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+from scarlet_jax.constraints import ConstraintConfig
+from scarlet_jax.fit import FitConfig, FitParams, fit
+from scarlet_jax.likelihood import loss_and_grads
+from scarlet_jax.packing import InitComponent, pack_blend
+
+CONFIG = FitConfig(max_iter=100, min_iter=5, resize=3, constraints=ConstraintConfig())
+
+
+@pytest.fixture(scope="module")
+def packed(hsc, reference_fit):
+    obs, _ = hsc
+    r = reference_fit
+    comps = [
+        InitComponent(int(r[f"init_comp{i}_source"]), tuple(r[f"init_comp{i}_peak"]),
+                      tuple(r[f"init_comp{i}_origin"]), r[f"init_comp{i}_spectrum"],
+                      r[f"init_comp{i}_morph"])
+        for i in range(int(r["init_n_components"]))
+    ]
+    return pack_blend(obs, comps)
+
+
+def run(packed, config=CONFIG, **params):
+    params = {"bg_thresh": 1.0, **params}
+    return fit(packed.data, packed.placement, packed.components, FitParams.make(**params), config)
+
+
+def test_packing_keeps_the_reference_model(packed, reference_fit):
+    """The packed slots reproduce each component's own box exactly."""
+    n = packed.n_components
+    for k in range(n):
+        morph = reference_fit[f"init_comp{k}_morph"]
+        assert np.isclose(float(packed.components.morphs[k].sum()), morph.sum(), rtol=1e-5)
+        assert int(packed.placement.support[k].sum()) == morph.size
+    assert not bool(packed.placement.active[n:].any())
+
+
+def test_fit_decreases_the_loss_and_converges(packed):
+    state = run(packed)
+    hist = np.asarray(state.history)[: int(state.it)]
+    assert hist[-1] < 0.2 * hist[0]
+    assert bool(state.converged) and not bool(state.diverged)
+    assert int(state.it) < CONFIG.max_iter
+    assert np.isnan(np.asarray(state.history)[int(state.it):]).all()
+    # constraints hold: morphs non-negative, max 1, zero outside the support
+    morphs = np.asarray(state.components.morphs)[: packed.n_components]
+    assert morphs.min() >= 0 and np.allclose(morphs.max(axis=(1, 2)), 1.0)
+    assert np.all(morphs[np.asarray(state.support)[: packed.n_components] == 0] == 0)
+    # padding slots stay empty
+    assert float(np.abs(np.asarray(state.components.spectra)[packed.n_components:]).sum()) == 0
+
+
+def test_max_iter_stops_the_fit(packed):
+    state = run(packed, FitConfig(max_iter=7, min_iter=7, constraints=CONFIG.constraints))
+    assert int(state.it) == 7 and not bool(state.converged)
+
+
+def test_resize_shrinks_and_grows_supports(packed):
+    state = run(packed, bg_thresh=1.0)
+    before = np.asarray(packed.placement.support).sum(axis=(1, 2))
+    after = np.asarray(state.support).sum(axis=(1, 2))
+    assert (after != before)[: packed.n_components].any()
+    # supports stay inside the image
+    assert np.all(np.asarray(state.support) <= np.asarray(packed.placement.bounds))
+
+
+def test_second_call_does_not_recompile(packed, caplog):
+    run(packed)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        caplog.clear()
+        run(packed, e_rel=1e-4, bg_thresh=0.5)  # traced numbers: same program
+    compiles = [r for r in caplog.records if "Compiling" in r.getMessage()]
+    assert compiles == [], [r.getMessage() for r in compiles]
+
+
+def test_non_finite_loss_reverts_and_flags(packed):
+    """Data so large that the loss overflows float32: the state is reverted and flagged."""
+    huge = packed._replace(data=packed.data.__class__(
+        images=packed.data.images * 1e25, weights=packed.data.weights,
+        kernel_fft=packed.data.kernel_fft, noise_rms=packed.data.noise_rms,
+        fft_shape=packed.data.fft_shape, margin=packed.data.margin))
+    state = run(huge)
+    assert bool(state.diverged) and not bool(state.converged)
+    assert np.isfinite(np.asarray(state.components.morphs)).all()
+    np.testing.assert_array_equal(np.asarray(state.components.morphs),
+                                  np.asarray(packed.components.morphs))
+
+
+def test_fista_runs_stably(packed):
+    state = run(packed, FitConfig(max_iter=30, optimizer="fista", resize=0,
+                                  constraints=CONFIG.constraints))
+    hist = np.asarray(state.history)[: int(state.it)]
+    assert np.isfinite(hist).all() and not bool(state.diverged)
+    assert hist[-1] < hist[0]
+
+
+def test_loss_history_matches_loss(packed):
+    state = run(packed, FitConfig(max_iter=3, min_iter=3, resize=0,
+                                  constraints=CONFIG.constraints))
+    loss0, _ = loss_and_grads(packed.components, packed.placement, packed.data)
+    assert float(state.history[0]) == pytest.approx(float(loss0), rel=1e-6)

@@ -1,0 +1,495 @@
+"""Tests for scarlet_jax.initialization (host-side, numpy).
+
+About the reference file: scarlet lite updates spectra and morphs *in place* during the fit,
+and the reference dump kept references to those arrays, so its ``init_comp*_spectrum`` equal
+``final_comp*_spectrum`` byte for byte and its ``init_comp*_morph`` are morphs from the first
+fit iterations (their core/disk pairs break the split invariant, see
+``test_reference_init_morphs_are_not_initial``). What the file does pin down about the
+initialisation: the component count, sources, peaks and boxes, and ``final_loss_history[0]``,
+the log-likelihood of the initial model (initialisation + ``fit_spectra``) before the first
+update. ``test_hsc_initial_loss_matches_reference`` checks that number.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scarlet_jax.errors import BadInputError
+from scarlet_jax.initialization import (
+    convolve_same,
+    detection_image,
+    fit_spectra,
+    init_components,
+    monotonic_mask,
+    multifit_spectra,
+    point_source_component,
+    psf_weighted_snr,
+    symmetrize_about,
+)
+from scarlet_jax.observation import make_observation
+from scarlet_jax.packing import InitComponent
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+PIPELINE = dict(min_snr=50, initial_bg_thresh=1.0, bg_thresh=1.0)
+HSC_SNR = [2363, 1645, 186, 74.6, 43.2, 68.4, 17.6]  # SCARLET_LITE.md (g), as printed there
+HSC_N_COMPONENTS = [2, 2, 2, 1, 1, 1, 1]
+
+
+def _ref_components(ref, stage):
+    n = int(ref[f"{stage}_n_components"])
+    return [
+        InitComponent(
+            source=int(ref[f"{stage}_comp{i}_source"]),
+            peak=tuple(int(v) for v in ref[f"{stage}_comp{i}_peak"]),
+            origin=tuple(int(v) for v in ref[f"{stage}_comp{i}_origin"]),
+            spectrum=ref[f"{stage}_comp{i}_spectrum"],
+            morph=ref[f"{stage}_comp{i}_morph"],
+        )
+        for i in range(n)
+    ]
+
+
+def _model(obs, components):
+    """(B, H, W) convolved model: each spectrum x morph placed in the image, convolved."""
+    _, height, width = obs.shape
+    scene = np.zeros((obs.shape[0], height, width))
+    for c in components:
+        h, w = c.morph.shape
+        oy, ox = c.origin
+        scene[:, oy : oy + h, ox : ox + w] += np.asarray(c.spectrum, float)[:, None, None] * c.morph
+    # a band-diagonal convolution: convolve each band with its own kernel
+    conv = convolve_same(scene, obs.diff_kernel)  # (B, B, H, W)
+    return conv[np.arange(obs.shape[0]), np.arange(obs.shape[0])]
+
+
+def _log_likelihood(obs, components):
+    return -0.5 * float(np.sum(obs.weights * (obs.images - _model(obs, components)) ** 2))
+
+
+@pytest.fixture(scope="module")
+def hsc_init(hsc):
+    obs, centers = hsc
+    return init_components(obs, centers, **PIPELINE)
+
+
+@pytest.fixture(scope="module")
+def hsc_init_lite(hsc):
+    """Spectra fitted with uniform pixel weights, as scarlet lite's multifit_spectra does."""
+    obs, centers = hsc
+    return init_components(obs, centers, weighted_spectra=False, **PIPELINE)
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+@pytest.mark.parametrize(
+    "shape,kshape", [((20, 17), (5, 7)), ((9, 11), (15, 13)), ((1, 6), (3, 3))]
+)
+def test_convolve_same_is_direct_real_space_sum(rng, shape, kshape):
+    signal = pytest.importorskip("scipy.signal")
+    images = rng.normal(size=(2,) + shape)
+    kernels = rng.normal(size=(3,) + kshape)
+    out = convolve_same(images, kernels)
+    assert out.shape == (2, 3) + shape
+    for i in range(2):
+        for b in range(3):
+            expected = signal.convolve2d(images[i], kernels[b], mode="same")
+            np.testing.assert_allclose(out[i, b], expected, atol=1e-12)
+
+
+def test_convolve_same_orientation():
+    """A delta at (y, x) convolved with a kernel puts k[i, j] at (y + i - kh//2, x + j - kw//2):
+    a true convolution, not a correlation."""
+    image = np.zeros((9, 9))
+    image[4, 4] = 1.0
+    kernel = np.arange(9.0).reshape(1, 3, 3)
+    np.testing.assert_allclose(convolve_same(image, kernel)[0, 3:6, 3:6], kernel[0], atol=1e-12)
+
+
+def _bfs_reference(x, start, variance=0.0):
+    """Literal queue-based BFS of lite's get_valid_monotonic_pixels (threshold 0)."""
+    h, w = x.shape
+    valid = np.zeros(x.shape, bool)
+    valid[start] = True
+    queue = collections.deque([start])
+    while queue:
+        i, j = queue.popleft()
+        for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            ni, nj = i + di, j + dj
+            if 0 <= ni < h and 0 <= nj < w and not valid[ni, nj]:
+                if x[ni, nj] <= x[i, j] + variance and x[ni, nj] > 0:
+                    valid[ni, nj] = True
+                    queue.append((ni, nj))
+    return valid
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_monotonic_mask_matches_breadth_first_search(seed):
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(8, 40, size=2)
+    yy, xx = np.mgrid[:h, :w]
+    cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+    x = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 4.0**2)) + rng.normal(0, 0.05, (h, w))
+    valid, peak = monotonic_mask(x, (cy, cx))
+    # the start pixel is the argmax within radius 1 of the centre
+    win = x[max(cy - 1, 0) : cy + 2, max(cx - 1, 0) : cx + 2]
+    assert x[peak] == win.max()
+    expected = _bfs_reference(x, peak)
+    np.testing.assert_array_equal(valid, expected)
+    assert 1 < valid.sum() < valid.size
+    # a variance tolerance accepts more pixels
+    loose, _ = monotonic_mask(x, (cy, cx), variance=0.05)
+    np.testing.assert_array_equal(loose, _bfs_reference(x, peak, 0.05))
+    assert loose.sum() >= valid.sum()
+
+
+def test_monotonic_mask_rejects_non_positive_and_rising_pixels():
+    x = np.array(
+        [
+            [0.1, 0.2, 0.3, 0.0],
+            [0.2, 0.9, 1.0, 0.5],
+            [0.0, 0.8, 0.4, 0.6],
+        ]
+    )
+    valid, peak = monotonic_mask(x, (1, 1))
+    assert peak == (1, 2)  # re-peaked within radius 1
+    expected = np.array(
+        [
+            [1, 1, 1, 0],  # (0,3) is 0: rejected
+            [1, 1, 1, 1],
+            [0, 1, 1, 0],  # (2,3)=0.6 rises from 0.5 and 0.4: rejected
+        ],
+        bool,
+    )
+    np.testing.assert_array_equal(valid, expected)
+    free, _ = monotonic_mask(x, (1, 1), monotonic=False)
+    assert free[2, 3] and not free[0, 3]
+
+
+def test_symmetrize_about_matches_reference_operator():
+    path = REFERENCE / "operators.npz"
+    if not path.exists():
+        pytest.skip(f"reference data not found at {path}")
+    with np.load(path) as ops:
+        for n in range(int(ops["count"])):
+            x, center = ops[f"mono_{n}_input"], ops[f"mono_{n}_center"]
+            np.testing.assert_array_equal(
+                symmetrize_about(x, center), ops[f"sym_{n}_output"], err_msg=f"case {n}"
+            )
+
+
+# -------------------------------------------------------------------- the HSC blend
+
+
+def test_hsc_psf_weighted_snr(hsc):
+    obs, centers = hsc
+    snr = [psf_weighted_snr(obs, c) for c in np.rint(centers).astype(int)]
+    np.testing.assert_allclose(snr, HSC_SNR, rtol=3e-3)
+    # floor(SNR) / min_snr >= 2 -> two components
+    assert [2 if np.floor(s) / 50 >= 2 else 1 for s in snr] == HSC_N_COMPONENTS
+
+
+def test_hsc_components_and_boxes_match_reference(hsc_init, reference_fit):
+    ref = _ref_components(reference_fit, "init")
+    counts = np.bincount([c.source for c in hsc_init], minlength=7)
+    assert counts.tolist() == HSC_N_COMPONENTS
+    assert len(hsc_init) == len(ref) == 10
+    for i, (mine, theirs) in enumerate(zip(hsc_init, ref, strict=True)):
+        assert mine.source == theirs.source, i
+        assert mine.peak == theirs.peak, i
+        lo = np.subtract(mine.origin, theirs.origin)
+        hi = lo + np.subtract(mine.morph.shape, theirs.morph.shape)
+        assert np.abs(lo).max() <= 2 and np.abs(hi).max() <= 2, (i, mine.origin, theirs.origin)
+    # in fact the boxes agree exactly (measured)
+    assert [(c.origin, c.morph.shape) for c in hsc_init] == [(c.origin, c.morph.shape) for c in ref]
+
+
+def test_hsc_initial_loss_matches_reference(hsc, hsc_init_lite, reference_fit):
+    """The initial model's log-likelihood (lite's first loss entry, -268,778.3) pins the
+    initial morphs and the fit_spectra spectra together."""
+    obs, _ = hsc
+    expected = float(reference_fit["final_loss_history"][0])
+    assert _log_likelihood(obs, hsc_init_lite) == pytest.approx(expected, rel=1e-5)
+
+
+def test_hsc_weighted_spectra_fit_the_data_better(hsc, hsc_init, hsc_init_lite):
+    obs, _ = hsc
+    weighted, uniform = _log_likelihood(obs, hsc_init), _log_likelihood(obs, hsc_init_lite)
+    assert weighted >= uniform
+    assert weighted == pytest.approx(uniform, rel=0.02)
+    for a, b in zip(hsc_init, hsc_init_lite, strict=True):
+        np.testing.assert_array_equal(a.morph, b.morph)
+
+
+def test_hsc_reference_init_arrays_are_not_initial(hsc, hsc_init_lite, reference_fit):
+    """Documents the aliasing of the reference dump (see the module docstring)."""
+    obs, _ = hsc
+    ref = reference_fit
+    for i in range(10):
+        np.testing.assert_array_equal(ref[f"init_comp{i}_spectrum"], ref[f"final_comp{i}_spectrum"])
+    # built from the reference "init" arrays, the model is far from the initial loss
+    loss0 = float(ref["final_loss_history"][0])
+    assert abs(_log_likelihood(obs, _ref_components(ref, "init")) / loss0 - 1) > 0.3
+    # and its core/disk pairs break the split invariant (disk == 1 wherever core > 0),
+    # which the real initial pairs satisfy
+    ref_init = _ref_components(ref, "init")
+    broken = [ref_init[k + 1].morph[ref_init[k].morph > 0].min() for k in (0, 2, 4)]
+    assert min(broken) < 0.5
+    for k in (0, 2, 4):
+        core, disk = hsc_init_lite[k].morph, hsc_init_lite[k + 1].morph
+        np.testing.assert_allclose(disk[core > 0], 1.0)
+
+
+def test_hsc_morphs_resemble_reference(hsc_init, reference_fit):
+    """The reference morphs come from the first fit iterations, so only a loose check:
+    same boxes, strongly correlated, our morph peaks at the source centre."""
+    ref = _ref_components(reference_fit, "init")
+    for i, (mine, theirs) in enumerate(zip(hsc_init, ref, strict=True)):
+        assert mine.morph.shape == theirs.morph.shape
+        local = tuple(np.subtract(mine.peak, mine.origin))
+        assert mine.morph[local] == pytest.approx(1.0), i
+        corr = np.corrcoef(mine.morph.ravel(), theirs.morph.ravel())[0, 1]
+        assert corr > 0.8, (i, corr)
+
+
+def test_hsc_component_invariants(hsc, hsc_init):
+    obs, _ = hsc
+    for c in hsc_init:
+        assert c.morph.dtype == np.float32 and c.spectrum.dtype == np.float32
+        assert c.spectrum.shape == (obs.shape[0],)
+        assert np.all(c.spectrum >= 0) and np.all(np.isfinite(c.spectrum))
+        assert c.morph.max() == pytest.approx(1.0) and c.morph.min() >= 0
+        oy, ox = c.origin
+        h, w = c.morph.shape
+        assert 0 <= oy and 0 <= ox and oy + h <= obs.shape[1] and ox + w <= obs.shape[2]
+    for k in (0, 2, 4):  # core/disk split at 0.25 of one morph
+        core, disk = hsc_init[k].morph, hsc_init[k + 1].morph
+        morph = 0.75 * core + 0.25 * disk
+        np.testing.assert_allclose(np.maximum(morph - 0.25, 0) / 0.75, core, atol=1e-6)
+        np.testing.assert_allclose(np.minimum(morph, 0.25) / 0.25, disk, atol=1e-6)
+
+
+def test_hsc_single_component_spectrum_without_fit(hsc):
+    """Before fit_spectra: spectrum = images[:, c] / convolved_detect[:, c] * max(morph)."""
+    obs, centers = hsc
+    comps = init_components(obs, centers, fit_spectra=False, **PIPELINE)
+    detect = detection_image(obs)
+    convolved = convolve_same(detect, obs.diff_kernel)
+    last = comps[-1]  # source 6, one component
+    cy, cx = last.peak
+    sym = symmetrize_about(detect, (cy, cx))
+    valid, _ = monotonic_mask(sym, (cy, cx))
+    morph_max = np.where(valid, sym, 0).max()
+    expected = obs.images[:, cy, cx] / convolved[:, cy, cx] * morph_max
+    np.testing.assert_allclose(last.spectrum, np.maximum(expected, 0), rtol=1e-5)
+
+
+def test_init_is_fast(hsc):
+    obs, centers = hsc
+    init_components(obs, centers, **PIPELINE)
+    start = time.perf_counter()
+    init_components(obs, centers, **PIPELINE)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_max_components_options(hsc):
+    obs, centers = hsc
+    one = init_components(obs, centers, max_components=1, **PIPELINE)
+    assert [c.source for c in one] == list(range(7))
+    psf = init_components(obs, centers, max_components=0, fit_spectra=False, **PIPELINE)
+    for c, center in zip(psf, np.rint(centers).astype(int), strict=True):
+        expected = point_source_component(obs, center, c.source)
+        np.testing.assert_array_equal(c.morph, expected.morph)
+        np.testing.assert_array_equal(c.spectrum, expected.spectrum)
+
+
+# ---------------------------------------------------------------- point-source fallback
+
+
+def test_point_source_fallback_when_morph_is_empty(hsc):
+    obs, centers = hsc
+    comps = init_components(obs, centers, detect=np.zeros(obs.shape[1:]), fit_spectra=False)
+    assert [c.source for c in comps] == list(range(7))
+    psf = np.asarray(obs.model_psf, float)
+    for c, center in zip(comps, np.rint(centers).astype(int), strict=True):
+        cy, cx = center
+        expected = point_source_component(obs, center, c.source)
+        assert c.origin == expected.origin and c.peak == (cy, cx)
+        np.testing.assert_array_equal(c.morph, expected.morph)
+        np.testing.assert_array_equal(c.spectrum, expected.spectrum)
+        # the morph is the model PSF (max 1), clipped to the image
+        oy, ox = cy - 7, cx - 7
+        y0, x0 = max(oy, 0), max(ox, 0)
+        h, w = c.morph.shape
+        assert c.origin == (y0, x0)
+        np.testing.assert_allclose(
+            c.morph, psf[y0 - oy : y0 - oy + h, x0 - ox : x0 - ox + w] / psf.max(), rtol=1e-6
+        )
+        # the convolved point-source model reproduces the data at the centre pixel
+        model = _model(obs, [c])
+        data = obs.images[:, cy, cx]
+        np.testing.assert_allclose(model[:, cy, cx], np.maximum(data, 0), rtol=1e-4, atol=1e-7)
+
+    # a threshold above every detection pixel empties every morph too
+    high = init_components(obs, centers, initial_bg_thresh=1e9, fit_spectra=False)
+    for a, b in zip(high, comps, strict=True):
+        assert a.source == b.source and a.origin == b.origin
+        np.testing.assert_array_equal(a.morph, b.morph)
+
+
+def test_point_source_at_the_corner(hsc):
+    obs, _ = hsc
+    c = point_source_component(obs, (0.2, -0.3), source=3)
+    assert c.source == 3 and c.peak == (0, 0) and c.origin == (0, 0)
+    assert c.morph.shape == (8, 8) and c.morph[0, 0] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------- fit_spectra
+
+
+def _gaussian(shape, center, sigma):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    g = np.exp(-((yy - center[0]) ** 2 + (xx - center[1]) ** 2) / (2 * sigma**2))
+    return g / g.max()
+
+
+@pytest.fixture(scope="module")
+def synthetic_scene():
+    """Two Gaussian sources with known spectra, rendered through each band's PSF."""
+    signal = pytest.importorskip("scipy.signal")
+    shape, n_bands = (40, 44), 3
+    yy, xx = np.mgrid[-10:11, -10:11]
+    psfs = np.stack([np.exp(-(yy**2 + xx**2) / (2 * s**2)) for s in (1.2, 1.6, 2.0)])
+    psfs /= psfs.sum(axis=(1, 2), keepdims=True)
+    spectra = np.array([[3.0, 2.0, 1.0], [0.5, 1.5, 2.5]])
+    boxes = [((6, 8), (21, 21)), ((14, 18), (25, 23))]
+    components = []
+    for k, ((oy, ox), (h, w)) in enumerate(boxes):
+        morph = _gaussian((h, w), (h // 2, w // 2), 2.0 + k)
+        components.append(
+            InitComponent(k, (oy + h // 2, ox + w // 2), (oy, ox), np.ones(n_bands), morph)
+        )
+    # observation with a placeholder image to get the difference kernels
+    variance = np.full((n_bands,) + shape, 0.01)
+    obs = make_observation(np.zeros((n_bands,) + shape), variance, psfs)
+    scene = np.zeros((n_bands,) + shape)
+    for c, s in zip(components, spectra, strict=True):
+        (oy, ox), (h, w) = c.origin, c.morph.shape
+        scene[:, oy : oy + h, ox : ox + w] += s[:, None, None] * c.morph
+    images = np.stack(
+        [signal.convolve2d(scene[b], obs.diff_kernel[b], mode="same") for b in range(n_bands)]
+    )
+    return images, variance, psfs, components, spectra
+
+
+def test_fit_spectra_recovers_known_spectra(synthetic_scene):
+    images, variance, psfs, components, spectra = synthetic_scene
+    obs = make_observation(images, variance, psfs)
+    fitted = fit_spectra(obs, components)
+    np.testing.assert_allclose([c.spectrum for c in fitted], spectra, rtol=1e-4)
+    for a, b in zip(fitted, components, strict=True):
+        assert a.origin == b.origin and a.source == b.source and a.morph is b.morph
+    np.testing.assert_allclose(multifit_spectra(obs, components), spectra, rtol=1e-4)
+
+
+def test_fit_spectra_with_noise_is_the_weighted_least_squares_solution(synthetic_scene, rng):
+    images, variance, psfs, components, spectra = synthetic_scene
+    variance = variance * rng.uniform(0.5, 2.0, size=variance.shape)
+    noisy = images + rng.normal(size=images.shape) * np.sqrt(variance)
+    obs = make_observation(noisy, variance, psfs)
+    fitted = np.array([c.spectrum for c in fit_spectra(obs, components)], float)
+    np.testing.assert_allclose(fitted, spectra, atol=0.06)
+
+    # a stationary point of the weighted loss: moving any spectrum entry makes it worse
+    def loss(s):
+        return _log_likelihood(
+            obs, [c._replace(spectrum=v) for c, v in zip(components, s, strict=True)]
+        )
+
+    best = loss(fitted)
+    for k in range(2):
+        for b in range(3):
+            for step in (-1e-3, 1e-3):
+                moved = fitted.copy()
+                moved[k, b] += step
+                assert loss(moved) <= best + 1e-6
+
+
+def test_fit_spectra_ignores_masked_pixels(synthetic_scene):
+    images, variance, psfs, components, spectra = synthetic_scene
+    bad = images.copy()
+    bad[:, 20:24, 20:24] = 1e3  # garbage under a mask
+    mask = np.zeros(images.shape, bool)
+    mask[:, 20:24, 20:24] = True
+    obs = make_observation(bad, variance, psfs, mask=mask)
+    weighted = np.array([c.spectrum for c in fit_spectra(obs, components)])
+    np.testing.assert_allclose(weighted, spectra, rtol=1e-4)
+    uniform = np.array([c.spectrum for c in fit_spectra(obs, components, weighted=False)])
+    # the uniform (lite) fit also leaves masked pixels out
+    np.testing.assert_allclose(uniform, spectra, rtol=1e-4)
+
+
+def test_fit_spectra_clips_negative_and_handles_degenerate(synthetic_scene):
+    images, variance, psfs, components, spectra = synthetic_scene
+    obs = make_observation(-images, variance, psfs)
+    assert all(np.all(c.spectrum == 0) for c in fit_spectra(obs, components))
+    obs = make_observation(images, variance, psfs)
+    twins = [components[0], components[0]._replace(source=1)]
+    with pytest.raises(np.linalg.LinAlgError):
+        multifit_spectra(obs, twins)
+    fitted = fit_spectra(obs, twins)  # minimum-norm solution: the flux is shared equally
+    np.testing.assert_allclose(fitted[0].spectrum, fitted[1].spectrum, rtol=1e-5)
+    assert fit_spectra(obs, []) == []
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    "centers,match",
+    [
+        (np.array([10.0, 10.0]), r"shape \(S, 2\)"),
+        (np.zeros((2, 3)), r"shape \(S, 2\)"),
+        (np.array([[10.0, 10.0], [np.nan, 3.0]]), r"non-finite.*source=1"),
+        (np.array([[10.0, 10.0], [5.0, np.inf]]), r"non-finite"),
+        (np.array([[-1.0, 10.0]]), r"outside the image \(58, 48\).*source=0"),
+        (np.array([[10.0, 10.0], [57.6, 10.0]]), r"outside.*source=1"),
+        (np.array([[10.0, 48.0]]), r"outside"),
+        (np.array([["a", "b"]]), r"numeric"),
+    ],
+)
+def test_bad_centers(hsc, centers, match):
+    obs, _ = hsc
+    with pytest.raises(BadInputError, match=match):
+        init_components(obs, centers)
+
+
+def test_bad_options(hsc):
+    obs, centers = hsc
+    with pytest.raises(BadInputError, match="detect"):
+        init_components(obs, centers, detect=np.zeros((10, 10)))
+    detect = detection_image(obs)
+    detect[3, 4] = np.nan
+    with pytest.raises(BadInputError, match="y=3, x=4"):
+        init_components(obs, centers, detect=detect)
+    with pytest.raises(BadInputError, match="max_components"):
+        init_components(obs, centers, max_components=3)
+    with pytest.raises(BadInputError, match="min_snr"):
+        init_components(obs, centers, min_snr=0)
+    with pytest.raises(BadInputError, match="disk_percentile"):
+        init_components(obs, centers, disk_percentile=100)
+    with pytest.raises(BadInputError, match="padding"):
+        init_components(obs, centers, padding=-1)
+
+
+def test_edge_centers_are_accepted(hsc):
+    obs, _ = hsc
+    centers = np.array([[-0.4, 0.0], [57.4, 47.4], [0.0, 47.0]])
+    comps = init_components(obs, centers)
+    assert sorted({c.source for c in comps}) == [0, 1, 2]
+    assert init_components(obs, np.zeros((0, 2))) == []
