@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import datasets
+from .batch import deblend_batch
 from .components import Components, Placement
 from .deblend import deblend
 from .errors import BadFileError, BadInputError, InputWarning
@@ -24,6 +25,7 @@ __all__ = [
     "Placement",
     "datasets",
     "deblend",
+    "deblend_batch",
     "make_observation",
     "__version__",
 ]

@@ -24,6 +24,7 @@ from .errors import BadInputError
 from .fit import FitConfig, FitParams, fit_unjitted
 from .observation import Observation
 from .options import resolve_options
+from .packing import bucket_key, pack_blend
 from .result import DeblendResult
 
 __all__ = ["deblend_batch", "fit_batch", "stack_trees"]
@@ -128,19 +129,21 @@ def deblend_batch(
         raise BadInputError(f"devices={devices}: {len(jax.local_devices())} local device(s)")
     items = list(items)
     results: list[DeblendResult | None] = [None] * len(items)
-    buckets = defaultdict(list)
+    prepared = []
     for i, item in enumerate(items):
         obs, centers = _as_pair(item)
         try:
             if not isinstance(obs, Observation):
                 raise BadInputError(f"item {i}: expected an Observation, got {type(obs).__name__}")
             _check_observation(obs)
-            packed, centers = prepare_blend(obs, centers, opts)
+            comps, centers = prepare_blend(obs, centers, opts)
+            key = bucket_key(obs, comps, grow_margin=opts["grow_margin"])
         except (BadInputError, ValueError) as err:
             warnings.warn(f"blend {i} skipped: {err}", stacklevel=2)
             results[i] = _failed_result(obs, str(err), opts)
             continue
-        buckets[packed.key].append((i, obs, centers, packed))
+        prepared.append((i, obs, centers, comps, key))
+    buckets = _merge_buckets(prepared, opts)
 
     bar = _progress(len(items), progress)
     bar.update(sum(r is not None for r in results))
@@ -156,6 +159,27 @@ def deblend_batch(
             pending = launched
     bar.close()
     return results
+
+
+def _merge_buckets(prepared, opts) -> dict:
+    """Group blends by image bucket (bands, canvas, FFT grid); inside a group every blend
+    gets the group's largest slot box and slot count, so a group is one program. The extra
+    room changes nothing in a fit (supports stay as they were; empty slots stay empty)."""
+    groups = defaultdict(list)
+    for entry in prepared:
+        key = entry[4]
+        groups[(key.n_bands, key.canvas, key.fft_shape)].append(entry)
+    buckets = {}
+    for group in groups.values():
+        box = max(e[4].box for e in group)
+        slots = max(e[4].slots for e in group)
+        members = []
+        for i, obs, centers, comps, key in group:
+            packed = pack_blend(obs, comps, box=box, slots=slots, canvas=key.canvas,
+                                grow_margin=opts["grow_margin"])
+            members.append((i, obs, centers, packed))
+        buckets[members[0][3].key] = members
+    return buckets
 
 
 def _launch(chunk, opts, sharding, n_dev):

@@ -17,24 +17,51 @@ from .result import DeblendResult
 __all__ = ["deblend", "validate_centers", "prepare_blend", "unpack_result"]
 
 
+def _duplicates(centers: np.ndarray, merge_radius: float) -> np.ndarray:
+    """(S,) int: for each center the index of the earlier center it duplicates, or -1.
+
+    Two centers are duplicates when they are closer than ``merge_radius`` or round to the
+    same pixel (the fit puts a component's peak at its rounded center, so two such sources
+    would be two copies of one component)."""
+    pixels = np.rint(centers)
+    into = np.full(len(centers), -1)
+    for i in range(len(centers)):
+        if into[i] >= 0:
+            continue
+        rest = slice(i + 1, None)
+        near = np.hypot(*(centers[rest] - centers[i]).T) < merge_radius
+        same = (pixels[rest] == pixels[i]).all(axis=1)
+        dup = np.nonzero((near | same) & (into[rest] < 0))[0] + i + 1
+        into[dup] = i
+    return into
+
+
 def validate_centers(centers, image_shape, *, max_sources=None, merge_radius=0.5) -> np.ndarray:
     """Check catalog centers against the image.
 
     Args:
-      centers: (S, 2) (y, x) positions in pixels.
+      centers: (S, 2) (y, x) positions in pixels (a single (2,) center is one source).
       image_shape: (H, W).
-      max_sources: raise if there are more centers than this (None: no limit).
-      merge_radius: centers closer than this (pixels) are duplicates; the later ones are
-        dropped with a warning.
+      max_sources: raise if there are more centers than this after merging duplicates
+        (None: no limit).
+      merge_radius: centers closer than this (pixels), or rounding to the same pixel, are
+        duplicates; the later ones are dropped with an :class:`InputWarning`.
 
     Returns:
-      (S', 2) float32 centers.
+      (S', 2) float32 centers, in input order without the duplicates.
 
     Raises:
-      BadInputError: wrong shape, NaN/inf, a center outside the image, none, or too many.
+      BadInputError: not a real (S, 2) array, NaN/inf, a center outside the image (its
+        rounded pixel is not in ``[0, H) x [0, W)``), no centers, or more than
+        ``max_sources``; the message names the first offending source.
     """
-    arr = np.asarray(centers)
-    if np.iscomplexobj(arr) or arr.dtype == object:
+    try:
+        arr = np.asarray(centers)
+    except (TypeError, ValueError) as err:
+        raise BadInputError(f"centers: cannot be read as an array ({err})") from None
+    if arr.dtype == object or np.iscomplexobj(arr) or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
         raise BadInputError(f"centers: expected a real (S, 2) array, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if arr.ndim == 1 and arr.shape[0] == 2:
@@ -42,48 +69,49 @@ def validate_centers(centers, image_shape, *, max_sources=None, merge_radius=0.5
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise BadInputError(f"centers: expected shape (S, 2) (y, x), got {arr.shape}")
     if arr.shape[0] == 0:
-        raise BadInputError("centers: no sources (pass centers=None to detect them)")
+        raise BadInputError("centers (0, 2): no sources (pass centers=None to detect them)")
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise BadInputError(f"centers {arr.shape}: NaN/inf at source {i} ({arr[i].tolist()})")
+        raise BadInputError(
+            f"centers {arr.shape}: {int(bad.sum())} NaN/inf center(s), first at source={i} "
+            f"(y, x) = {tuple(arr[i].tolist())}"
+        )
     height, width = image_shape
-    rounded = np.round(arr)
+    rounded = np.rint(arr)
     out = (rounded[:, 0] < 0) | (rounded[:, 0] >= height) | (rounded[:, 1] < 0) | (
         rounded[:, 1] >= width)
     if out.any():
         i = int(np.argmax(out))
         raise BadInputError(
-            f"centers: source {i} at (y, x) = {tuple(arr[i].tolist())} is outside the image "
-            f"of shape {(height, width)}"
+            f"centers {arr.shape}: {int(out.sum())} center(s) outside the image of shape "
+            f"{(height, width)}, first at source={i} (y, x) = {tuple(arr[i].tolist())}"
         )
-    keep = np.ones(len(arr), bool)
-    for i in range(len(arr)):
-        if keep[i]:
-            d = np.hypot(*(arr[i + 1 :] - arr[i]).T)
-            dup = np.nonzero(d < merge_radius)[0] + i + 1
-            keep[dup] = False
-    if not keep.all():
+    into = _duplicates(arr, merge_radius)
+    if (into >= 0).any():
+        pairs = ", ".join(f"{j}->{int(into[j])}" for j in np.nonzero(into >= 0)[0][:10])
         warnings.warn(
-            f"centers: {int((~keep).sum())} duplicate source(s) merged "
-            f"(indices {np.nonzero(~keep)[0].tolist()})",
+            f"centers {arr.shape}: {int((into >= 0).sum())} duplicate source(s) merged into "
+            f"an earlier one (closer than {merge_radius} px or on the same pixel; "
+            f"dropped->kept: {pairs})",
             InputWarning,
             stacklevel=3,
         )
-        arr = arr[keep]
+        arr = arr[into < 0]
     if max_sources is not None and len(arr) > max_sources:
         raise BadInputError(
             f"centers: {len(arr)} sources exceed max_sources={max_sources}; raise the limit "
-            "or split the blend"
+            "(the max_sources option) or split the blend"
         )
     return arr.astype(np.float32)
 
 
-def prepare_blend(observation: Observation, centers, opts: Options, **bucket) -> tuple:
-    """Validate, detect when ``centers`` is None, initialise and pack one blend.
+def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
+    """Validate, detect when ``centers`` is None, and initialise one blend (host).
 
     Returns:
-      ``(packed, centers)``.
+      ``(components, centers)``: a list of :class:`~scarlet_jax.packing.InitComponent`
+      and the validated (S, 2) centers.
     """
     if not isinstance(observation, Observation):
         raise BadInputError(
@@ -110,8 +138,7 @@ def prepare_blend(observation: Observation, centers, opts: Options, **bucket) ->
         fit_spectra=v["fit_spectra"],
         weighted_spectra=v["weighted_spectra"],
     )
-    packed = pack_blend(observation, comps, grow_margin=v["grow_margin"], **bucket)
-    return packed, centers
+    return comps, centers
 
 
 def unpack_result(
@@ -165,6 +192,7 @@ def deblend(
       BadInputError: bad centers or options (the message names the problem).
     """
     opts = resolve_options(max_iter=max_iter, e_rel=e_rel, min_iter=min_iter, **options)
-    packed, centers = prepare_blend(observation, centers, opts)
+    comps, centers = prepare_blend(observation, centers, opts)
+    packed = pack_blend(observation, comps, grow_margin=opts["grow_margin"])
     state = fit(packed.data, packed.placement, packed.components, opts.params, opts.config)
     return unpack_result(packed, state, observation, centers, opts)

@@ -21,7 +21,14 @@ from .likelihood import FitData
 from .observation import Observation
 from .render import check_origins
 
-__all__ = ["InitComponent", "PackedBlend", "BucketKey", "pack_blend", "box_side_for"]
+__all__ = [
+    "InitComponent",
+    "PackedBlend",
+    "BucketKey",
+    "bucket_key",
+    "pack_blend",
+    "box_side_for",
+]
 
 
 class InitComponent(NamedTuple):
@@ -75,6 +82,38 @@ def box_side_for(components: list[InitComponent], grow_margin: int) -> int:
     return 2 * (half + grow_margin) + 1
 
 
+def bucket_key(
+    observation: Observation,
+    components: list[InitComponent],
+    *,
+    box: int | None = None,
+    slots: int | None = None,
+    canvas: tuple | None = None,
+    grow_margin: int = 10,
+) -> BucketKey:
+    """The shapes :func:`pack_blend` will use (defaults filled in), without packing."""
+    if not components:
+        raise ValueError("a blend needs at least one component")
+    n_bands, height, width = observation.shape
+    if box is None:
+        need = box_side_for(components, grow_margin)
+        cap = bucket_box(2 * max(height, width) + 1)
+        box = min(bucket_box(need), cap)
+    if box % 2 != 1:
+        raise ValueError(f"box side must be odd, got {box}")
+    n = len(components)
+    slots = bucket_slots(n) if slots is None else int(slots)
+    if slots < n:
+        raise ValueError(f"{n} components do not fit in {slots} slots")
+    if canvas is None:
+        canvas = (bucket_canvas(height), bucket_canvas(width))
+    canvas = tuple(int(c) for c in canvas)
+    if canvas[0] < height or canvas[1] < width:
+        raise ValueError(f"canvas {canvas} is smaller than the image {(height, width)}")
+    fft_shape = fft_shape_for(canvas, observation.diff_kernel.shape[-2:])
+    return BucketKey(n_bands, canvas, int(box), slots, fft_shape)
+
+
 def pack_blend(
     observation: Observation,
     components: list[InitComponent],
@@ -95,26 +134,11 @@ def pack_blend(
       canvas: padded (H, W); default each side rounded up to a multiple of 16.
       grow_margin: room for boxes to grow during the fit (pixels per side).
     """
-    if not components:
-        raise ValueError("a blend needs at least one component")
+    key = bucket_key(observation, components, box=box, slots=slots, canvas=canvas,
+                     grow_margin=grow_margin)
     n_bands, height, width = observation.shape
-    if box is None:
-        need = box_side_for(components, grow_margin)
-        cap = bucket_box(2 * max(height, width) + 1)
-        box = min(bucket_box(need), cap)
-    if box % 2 != 1:
-        raise ValueError(f"box side must be odd, got {box}")
+    _, canvas, box, slots, fft_shape = key
     n = len(components)
-    slots = bucket_slots(n) if slots is None else int(slots)
-    if slots < n:
-        raise ValueError(f"{n} components do not fit in {slots} slots")
-    if canvas is None:
-        canvas = (bucket_canvas(height), bucket_canvas(width))
-    canvas = tuple(int(c) for c in canvas)
-    if canvas[0] < height or canvas[1] < width:
-        raise ValueError(f"canvas {canvas} is smaller than the image {(height, width)}")
-    kernel_shape = observation.diff_kernel.shape[-2:]
-    fft_shape = fft_shape_for(canvas, kernel_shape)
     margin = box // 2
 
     images = np.zeros((n_bands,) + canvas, np.float32)
@@ -175,5 +199,4 @@ def pack_blend(
         peaks=jnp.asarray(peaks),
     )
     comps = Components(spectra=jnp.asarray(spectra), morphs=jnp.asarray(morphs))
-    key = BucketKey(n_bands, canvas, box, slots, fft_shape)
     return PackedBlend(data, placement, comps, key, (height, width), n)

@@ -1,0 +1,120 @@
+"""The batch engine: equality with single calls, bucketing, per-blend stops, bad blends."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+import scarlet_jax as sj
+from scarlet_jax.batch import deblend_batch, fit_batch
+
+OPTS = dict(max_iter=40)
+
+
+@pytest.fixture(scope="module")
+def blends():
+    return sj.datasets.synthetic_blends(6, seed=3, shape=(48, 48), n_sources=(2, 5))
+
+
+def assert_same(a, b, rtol=1e-5):
+    assert a.n_iter == b.n_iter and a.converged == b.converged
+    np.testing.assert_allclose(a.model, b.model, rtol=rtol, atol=rtol * np.abs(b.model).max())
+    np.testing.assert_allclose(a.source_fluxes, b.source_fluxes, rtol=rtol,
+                               atol=rtol * np.abs(b.source_fluxes).max())
+
+
+def test_batch_equals_single_calls(blends):
+    items = [(b.observation, b.centers) for b in blends]
+    batch = deblend_batch(items, **OPTS)
+    assert len(batch) == len(items)
+    for (obs, centers), res in zip(items, batch, strict=True):
+        assert_same(res, sj.deblend(obs, centers, **OPTS))
+
+
+def test_hsc_in_a_batch_equals_single(hsc):
+    obs, centers = hsc
+    single = sj.deblend(obs, centers, **sj.LSST_PIPELINE)
+    (batched,) = deblend_batch([(obs, centers)], **sj.LSST_PIPELINE)
+    assert_same(batched, single)
+
+
+def test_per_blend_convergence(blends):
+    items = [(b.observation, b.centers) for b in blends]
+    res = deblend_batch(items, max_iter=200, e_rel=1e-3)
+    n_iter = [r.n_iter for r in res]
+    assert all(r.converged for r in res)
+    assert len(set(n_iter)) > 1  # each blend stopped on its own
+    for r in res:
+        assert len(r.loss) == r.n_iter and np.isfinite(r.loss).all()
+
+
+def test_chunks_give_the_same_results(blends):
+    items = [(b.observation, b.centers) for b in blends[:5]]
+    whole = deblend_batch(items, **OPTS)
+    chunked = deblend_batch(items, chunk_size=2, **OPTS)
+    for a, b in zip(whole, chunked, strict=True):
+        assert_same(a, b)
+
+
+def test_bad_and_diverging_blends_are_flagged_and_isolated(blends):
+    good = [(b.observation, b.centers) for b in blends[:4]]
+    nan_obs = dataclasses.replace(good[1][0], images=np.full(good[1][0].shape, np.nan,
+                                                              np.float32))
+    huge_obs = dataclasses.replace(good[2][0], images=good[2][0].images * np.float32(1e30))
+    clean = deblend_batch(good, **OPTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mixed = deblend_batch([good[0], (nan_obs, good[1][1]), (huge_obs, good[2][1]), good[3]],
+                              **OPTS)
+    assert mixed[1].status == "failed" and "NaN" in mixed[1].error
+    assert mixed[2].diverged and mixed[2].status == "diverged"
+    assert np.isfinite(mixed[2].spectra).all() and np.isfinite(mixed[2].morphs).all()
+    for i in (0, 3):
+        np.testing.assert_array_equal(mixed[i].spectra, clean[i].spectra)
+        np.testing.assert_array_equal(mixed[i].morphs, clean[i].morphs)
+        np.testing.assert_array_equal(mixed[i].loss, clean[i].loss)
+
+
+def test_mixed_sizes_compile_one_program_per_bucket():
+    shapes = [(32, 32), (40, 40), (48, 64), (64, 64)]
+    blends = sj.datasets.synthetic_blends(52, seed=11, shape=shapes, n_sources=(1, 6))
+    items = [(b.observation, b.centers) for b in blends]
+    keys = {(o.shape, o.diff_kernel.shape) for o, _ in items}  # image buckets used
+    before = fit_batch._cache_size()
+    res = deblend_batch(items, max_iter=10, chunk_size=64)
+    compiled = fit_batch._cache_size() - before
+    assert all(r.error is None for r in res)
+    assert 1 <= compiled <= len(keys)
+    assert compiled <= 4  # four image buckets
+
+
+def test_items_may_be_observations_to_detect_on(blends):
+    res = deblend_batch([blends[0].observation], max_iter=10)
+    assert res[0].n_sources >= 1 and res[0].error is None
+
+
+def test_sharding_over_two_cpu_devices():
+    code = textwrap.dedent("""
+        import jax, numpy as np, scarlet_jax as sj
+        assert len(jax.local_devices()) == 2
+        blends = sj.datasets.synthetic_blends(3, seed=5, shape=(32, 32), n_sources=(2, 3))
+        items = [(b.observation, b.centers) for b in blends]
+        batch = sj.deblend_batch(items, max_iter=15)
+        for (o, c), r in zip(items, batch):
+            s = sj.deblend(o, c, max_iter=15)
+            np.testing.assert_allclose(r.model, s.model, rtol=1e-5, atol=1e-5)
+        print("OK")
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "OK" in out.stdout

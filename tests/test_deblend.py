@@ -1,0 +1,109 @@
+"""End-to-end: deblend the HSC blend and compare with scarlet lite's reference fit."""
+
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+import scarlet_jax as sj
+
+
+@pytest.fixture(scope="module")
+def lite_recipe(hsc):
+    obs, centers = hsc
+    return sj.deblend(obs, centers, **sj.LSST_PIPELINE)
+
+
+def test_converges_and_matches_scarlet_lite_chi2(lite_recipe, reference_fit):
+    res = lite_recipe
+    assert res.converged and not res.diverged and res.status == "converged"
+    ref = float(reference_fit["final_chi2_per_pixel"])
+    assert res.chi2_per_pixel() == pytest.approx(ref, rel=0.02)
+
+
+def test_brightest_source_fluxes_match_scarlet_lite(lite_recipe, reference_fit):
+    ref = reference_fit["final_source_fluxes"]
+    ours = lite_recipe.source_fluxes
+    brightest = np.argsort(ref.sum(axis=1))[::-1][:4]
+    np.testing.assert_allclose(ours[brightest], ref[brightest], rtol=0.05)
+
+
+def test_model_matches_scarlet_lite_model(lite_recipe, reference_fit):
+    ref = reference_fit["final_model_convolved"]
+    diff = np.abs(lite_recipe.model - ref).sum() / np.abs(ref).sum()
+    assert diff < 0.05
+
+
+def test_first_iterations_follow_scarlet_lite(lite_recipe, reference_fit):
+    """Same init, same optimiser: the loss history starts identical to lite's."""
+    ref = -reference_fit["final_loss_history"][:8]
+    np.testing.assert_allclose(lite_recipe.loss[:8], ref, rtol=2e-3)
+
+
+def test_result_api(lite_recipe, hsc):
+    obs, centers = hsc
+    res = lite_recipe
+    n_src = len(centers)
+    assert res.source_fluxes.shape == (n_src, 5)
+    models = res.source_models()
+    assert models.shape == (n_src,) + obs.shape
+    np.testing.assert_allclose(models.sum(axis=0), res.model, atol=1e-4)
+    # model-frame source models sum to the source fluxes
+    np.testing.assert_allclose(res.source_models(convolved=False).sum(axis=(2, 3)),
+                               res.source_fluxes, rtol=1e-4)
+    assert res.loss.shape == (res.n_iter,) and np.isfinite(res.loss).all()
+    assert res.components.spectra.shape == (res.n_components, 5)
+    assert list(np.bincount(res.component_source)) == [2, 2, 2, 1, 1, 1, 1]
+
+
+def test_default_options_fit_well(hsc, reference_fit):
+    obs, centers = hsc
+    res = sj.deblend(obs, centers)
+    assert res.converged
+    assert res.chi2_per_pixel() == pytest.approx(float(reference_fit["final_chi2_per_pixel"]),
+                                                 rel=0.05)
+
+
+def test_second_deblend_does_not_recompile(hsc, caplog):
+    obs, centers = hsc
+    sj.deblend(obs, centers, max_iter=20)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        caplog.clear()
+        sj.deblend(obs, centers + 0.2, max_iter=20, e_rel=1e-4, bg_thresh=0.5)
+    compiles = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    fit_compiles = [m for m in compiles if "fit" in m]
+    assert fit_compiles == [], compiles
+
+
+def test_symmetric_option_gives_symmetric_morphs(hsc):
+    obs, centers = hsc
+    res = sj.deblend(obs, centers, max_iter=20, symmetric=True)
+    assert not res.diverged and np.isfinite(res.model).all()
+    c = res.morphs.shape[-1] // 2
+    for morph in res.morphs:
+        py, px = np.unravel_index(np.argmax(morph), morph.shape)
+        assert abs(py - c) <= 1 and abs(px - c) <= 1
+        r = min(py, px, morph.shape[0] - 1 - py, morph.shape[1] - 1 - px)
+        win = morph[py - r : py + r + 1, px - r : px + r + 1]
+        np.testing.assert_allclose(win, win[::-1, ::-1], atol=1e-6)
+
+
+@pytest.mark.parametrize("opts", [dict(optimizer="fista"),
+                                  dict(sparsity="l1", sparsity_thresh=0.5),
+                                  dict(sparsity="l0", sparsity_thresh=0.5),
+                                  dict(monotonic=False)])
+def test_option_variants_run(hsc, opts):
+    obs, centers = hsc
+    res = sj.deblend(obs, centers, max_iter=40, **opts)
+    assert not res.diverged
+    assert np.isfinite(res.model).all() and res.loss[-1] < res.loss[0]
+
+
+def test_detect_when_no_centers(hsc):
+    obs, centers = hsc
+    res = sj.deblend(obs, max_iter=30)
+    assert res.n_sources >= 5
+    # the brightest catalog sources were found
+    for c in centers[:4]:
+        assert np.min(np.hypot(*(res.centers - c).T)) < 1.5
