@@ -204,8 +204,19 @@ def _all_finite(tree) -> jax.Array:
     return functools.reduce(jnp.logical_and, leaves, jnp.array(True))
 
 
-def make_step(data: FitData, placement: Placement, params: FitParams, config: FitConfig):
-    """Return ``step(state) -> state``: one iteration of the fit of one blend."""
+def make_step(
+    data: FitData,
+    placement: Placement,
+    params: FitParams,
+    config: FitConfig,
+    gradient_fn=loss_and_grads,
+):
+    """Return ``step(state) -> state``: one iteration of the fit of one blend.
+
+    ``gradient_fn(components, placement, data) -> (loss, grads)`` defaults to the
+    hand-written :func:`~scarlet_jax.likelihood.loss_and_grads`; benchmarks swap in an
+    autodiff version to compare memory.
+    """
     optimizer = make_optimizer(config, data, params)
     box_shape = tuple(placement.bounds.shape[-2:])
     prox_fn = make_prox(config.constraints, box_shape)
@@ -213,7 +224,7 @@ def make_step(data: FitData, placement: Placement, params: FitParams, config: Fi
 
     def step(state: FitState) -> FitState:
         current = placement.replace(support=state.support)
-        loss, grads = loss_and_grads(state.components, current, data)
+        loss, grads = gradient_fn(state.components, current, data)
 
         def prox(c):
             return prox_fn(c, state.support, placement.active, data.noise_rms, params.constraints)

@@ -377,8 +377,10 @@ def _solve_spectra(observation, components, weighted: bool, strict: bool) -> np.
         sqrt_w = (np.asarray(observation.weights) > 0).astype(np.float64).reshape(n_bands, -1)
     spectra = np.zeros((k, n_bands))
     for b in range(n_bands):
-        a = templates[:, b].T * sqrt_w[b][:, None]
-        solution, _, rank, _ = np.linalg.lstsq(a, images[b] * sqrt_w[b], rcond=None)
+        a = templates[:, b].T * sqrt_w[b][:, None]  # (pixels, K)
+        # normal equations: a K x K system instead of a (pixels x K) least squares
+        solution, _, rank, _ = np.linalg.lstsq(a.T @ a, a.T @ (images[b] * sqrt_w[b]),
+                                               rcond=None)
         if strict and rank < k:
             raise np.linalg.LinAlgError(
                 f"band {b}: the {k} convolved morphologies are degenerate (rank {rank} < {k})"

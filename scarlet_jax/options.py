@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any
+
+import numpy as np
 
 from .constraints import SPARSITY, ConstraintConfig
 from .errors import BadInputError
 from .fit import OPTIMIZERS, FitConfig, FitParams
 
-__all__ = ["DEFAULTS", "LSST_PIPELINE", "Options", "resolve_options"]
+__all__ = ["DEFAULTS", "LSST_PIPELINE", "MAX_ITER_LIMIT", "Options", "resolve_options"]
 
 #: Defaults (scarlet lite's library defaults, with the LSST pipeline's fit loop).
 DEFAULTS: dict[str, Any] = dict(
@@ -32,7 +35,7 @@ DEFAULTS: dict[str, Any] = dict(
     weighted_spectra=False,
     resize=3,
     grow=5,
-    grow_margin=10,
+    grow_margin=5,
     morph_step=0.01,
     spectrum_step_noise=0.1,
     spectrum_step_rel=0.01,
@@ -57,52 +60,74 @@ class Options:
         return self.values[key]
 
 
+#: The largest ``max_iter`` accepted: the loss history holds ``max_iter`` float32 values
+#: per blend, so a typo like ``max_iter=10**9`` would ask for gigabytes.
+MAX_ITER_LIMIT = 100_000
+
+_BOOLS = ("monotonic", "symmetric", "fit_spectra", "weighted_spectra")
+_COUNTS = ("max_iter", "min_iter", "resize", "grow", "grow_margin", "fit_radius",
+           "max_components", "block")
+_POSITIVE = ("e_rel", "morph_step", "divergence_factor", "min_snr")
+_NON_NEGATIVE = ("bg_thresh", "initial_bg_thresh", "sparsity_thresh", "spectrum_step_noise",
+                 "spectrum_step_rel")
+
+
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise BadInputError(message)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def resolve_options(**options) -> Options:
     """Merge ``options`` into :data:`DEFAULTS` and validate them.
 
+    Integers and reals may be Python or numpy scalars (they are converted to ``int`` and
+    ``float``); booleans are not accepted as numbers.
+
     Raises:
-      BadInputError: an unknown option, or a value out of range (named in the message).
+      BadInputError: an unknown option, a value of the wrong type or out of range, or an
+        unknown optimizer or sparsity name (the option is named in the message).
     """
     unknown = sorted(set(options) - set(DEFAULTS))
     _check(not unknown, f"unknown option(s) {unknown}; known: {sorted(DEFAULTS)}")
     v = {**DEFAULTS, **options}
-    for name in ("monotonic", "symmetric", "fit_spectra", "weighted_spectra"):
-        _check(isinstance(v[name], (bool, int)) and v[name] in (0, 1),
+    for name in _BOOLS:
+        _check(isinstance(v[name], (bool, np.bool_)) or (_is_int(v[name]) and v[name] in (0, 1)),
                f"{name} must be True or False, got {v[name]!r}")
-    for name in ("max_iter", "min_iter", "resize", "grow", "grow_margin", "fit_radius",
-                 "max_components", "block"):
-        val = v[name]
-        _check(
-            isinstance(val, int) and not isinstance(val, bool) and val >= 0,
-            f"{name} must be an integer >= 0, got {val!r}",
-        )
+        v[name] = bool(v[name])
+    for name in _COUNTS:
+        _check(_is_int(v[name]) and v[name] >= 0,
+               f"{name} must be an integer >= 0, got {v[name]!r}")
+        v[name] = int(v[name])
+    _check(v["max_iter"] <= MAX_ITER_LIMIT,
+           f"max_iter must be <= {MAX_ITER_LIMIT} (the loss history is allocated up front), "
+           f"got {v['max_iter']}")
     _check(v["block"] >= 1, f"block must be >= 1, got {v['block']}")
-    _check(v["max_components"] >= 1, f"max_components must be >= 1, got {v['max_components']}")
-    for name in ("e_rel", "morph_step", "divergence_factor"):
-        val = v[name]
-        _check(
-            isinstance(val, (int, float)) and math.isfinite(val) and val > 0,
-            f"{name} must be a finite number > 0, got {val!r}",
-        )
-    for name in ("bg_thresh", "initial_bg_thresh", "sparsity_thresh", "min_snr",
-                 "spectrum_step_noise", "spectrum_step_rel"):
-        val = v[name]
-        _check(
-            isinstance(val, (int, float)) and math.isfinite(val) and val >= 0,
-            f"{name} must be a finite number >= 0, got {val!r}",
-        )
-    _check(v["optimizer"] in OPTIMIZERS,
+    _check(v["max_components"] in (1, 2),
+           f"max_components must be 1 or 2, got {v['max_components']}")
+    for name in _POSITIVE:
+        _check(_is_real(v[name]) and math.isfinite(v[name]) and v[name] > 0,
+               f"{name} must be a finite number > 0, got {v[name]!r}")
+        v[name] = float(v[name])
+    for name in _NON_NEGATIVE:
+        _check(_is_real(v[name]) and math.isfinite(v[name]) and v[name] >= 0,
+               f"{name} must be a finite number >= 0, got {v[name]!r}")
+        v[name] = float(v[name])
+    _check(isinstance(v["optimizer"], str) and v["optimizer"] in OPTIMIZERS,
            f"unknown optimizer {v['optimizer']!r}; choose one of {OPTIMIZERS}")
-    _check(v["sparsity"] in SPARSITY,
+    _check(v["sparsity"] is None or (isinstance(v["sparsity"], str) and v["sparsity"] in SPARSITY),
            f"unknown sparsity {v['sparsity']!r}; choose one of {SPARSITY}")
     mx = v["max_sources"]
-    _check(mx is None or (isinstance(mx, int) and mx >= 1),
+    _check(mx is None or (_is_int(mx) and mx >= 1),
            f"max_sources must be None or an integer >= 1, got {mx!r}")
+    v["max_sources"] = None if mx is None else int(mx)
     config = FitConfig(
         max_iter=v["max_iter"],
         min_iter=v["min_iter"],

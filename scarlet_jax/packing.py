@@ -89,7 +89,7 @@ def bucket_key(
     box: int | None = None,
     slots: int | None = None,
     canvas: tuple | None = None,
-    grow_margin: int = 10,
+    grow_margin: int = 5,
 ) -> BucketKey:
     """The shapes :func:`pack_blend` will use (defaults filled in), without packing."""
     if not components:
@@ -121,7 +121,7 @@ def pack_blend(
     box: int | None = None,
     slots: int | None = None,
     canvas: tuple | None = None,
-    grow_margin: int = 10,
+    grow_margin: int = 5,
 ) -> PackedBlend:
     """Pack a blend into bucketed arrays.
 

@@ -271,6 +271,9 @@ def _mono_tables(
 # --------------------------------------------------------------------------------------------
 # monotonicity: device code
 
+#: scan steps fused per loop trip (fewer loop trips on CPU; compile time grows with it)
+_SCAN_UNROLL = 1
+
 _WINDOW = lax.GatherDimensionNumbers(
     offset_dims=(1, 2, 3), collapsed_slice_dims=(), start_index_map=(0, 1)
 )
@@ -324,7 +327,7 @@ def _mono_batch(tables: _MonoTables, fit_radius: int, morphs, centers):
         new = jnp.where(inside, jnp.minimum(old, total), old)
         return lax.scatter(grid, pix, new, _POINT, mode="promise_in_bounds"), None
 
-    grid, _ = lax.scan(step, grid, (pix, weights))
+    grid, _ = lax.scan(step, grid, (pix, weights), unroll=_SCAN_UNROLL)
 
     # extract: out_k[y, x] = grid[y + my - dy_k + 1, x + mx - dx_k + 1, k]
     rows = jnp.arange(h, dtype=jnp.int32)[None, :] + my - dy[:, None] + 1  # (K, h)
