@@ -26,12 +26,12 @@ import numpy as np
 import scarlet_jax as sj
 from scarlet_jax.batch import fit_batch, stack_trees
 from scarlet_jax.deblend import prepare_blend
-from scarlet_jax.fit import init_fit_state, make_optimizer, make_step
 from scarlet_jax.fft import convolve
+from scarlet_jax.fit import init_fit_state, make_optimizer, make_step
 from scarlet_jax.likelihood import loss_and_grads
-from scarlet_jax.render import insert
 from scarlet_jax.options import resolve_options
 from scarlet_jax.packing import pack_blend
+from scarlet_jax.render import insert
 
 SHAPE = (64, 64)
 N_COMPONENTS = 8

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import datasets
+from . import datasets, io, measure
 from .batch import deblend_batch
 from .components import Components, Placement
 from .deblend import deblend
 from .errors import BadFileError, BadInputError, InputWarning
+from .io import load
 from .observation import Observation, make_observation
 from .options import DEFAULTS, LSST_PIPELINE
 from .result import DeblendResult
@@ -26,6 +27,9 @@ __all__ = [
     "datasets",
     "deblend",
     "deblend_batch",
+    "io",
+    "load",
+    "measure",
     "make_observation",
     "__version__",
 ]

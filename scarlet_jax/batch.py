@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .deblend import prepare_blend, unpack_result
+from .deblend import prepare_blend, run_fit, unpack_result
 from .errors import BadInputError
 from .fit import FitConfig, FitParams, fit_unjitted
 from .observation import Observation
@@ -45,9 +45,14 @@ def stack_trees(trees):
 
 
 def _padded_size(n: int, n_devices: int) -> int:
-    """Blend-axis size for ``n`` blends: the next power of two, rounded up to a multiple of
-    the device count (a small menu of compiled batch sizes)."""
-    size = 1 << max(n - 1, 0).bit_length()
+    """Blend-axis size for ``n`` blends: the next power of two (at least 2), rounded up to a
+    multiple of the device count (a small menu of compiled batch sizes).
+
+    Never 1: XLA compiles a blend axis of size 1 into a different program whose rounding
+    differs from both the single-blend fit and larger batches; from 2 on, every blend's
+    result is bit-identical to :func:`~scarlet_jax.deblend` on it alone.
+    """
+    size = 1 << max(n - 1, 1).bit_length()
     return -(-size // n_devices) * n_devices
 
 
@@ -177,15 +182,15 @@ def _merge_buckets(prepared, opts) -> dict:
         for i, obs, centers, comps, key in group:
             packed = pack_blend(obs, comps, box=box, slots=slots, canvas=key.canvas,
                                 grow_margin=opts["grow_margin"])
-            members.append((i, obs, centers, packed))
-        buckets[members[0][3].key] = members
+            members.append((i, obs, centers, comps, packed))
+        buckets[members[0][4].key] = members
     return buckets
 
 
 def _launch(chunk, opts, sharding, n_dev):
     n = len(chunk)
     size = _padded_size(n, n_dev)
-    packs = [m[3] for m in chunk] + [chunk[-1][3]] * (size - n)
+    packs = [m[4] for m in chunk] + [chunk[-1][4]] * (size - n)
     data = stack_trees([p.data for p in packs])
     placement = stack_trees([p.placement for p in packs])
     comps = stack_trees([p.components for p in packs])
@@ -196,8 +201,10 @@ def _launch(chunk, opts, sharding, n_dev):
 
 def _collect(chunk, state, opts, results):
     state = jax.device_get(state)
-    for j, (i, obs, centers, packed) in enumerate(chunk):
+    for j, (i, obs, centers, comps, packed) in enumerate(chunk):
         one = jax.tree.map(lambda x, j=j: x[j], state)
+        if bool(one.needs_room):  # a box outgrew its slot: go on alone in a larger one
+            packed, one = run_fit(obs, comps, opts, packed, one)
         results[i] = unpack_result(packed, one, obs, centers, opts)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 __all__ = ["BOX_SIZES", "SLOT_COUNTS", "CANVAS_STEP", "bucket_box", "bucket_slots", "bucket_canvas"]
 
-BOX_SIZES = (15, 21, 31, 41, 61, 81, 121, 161, 241)
+BOX_SIZES = (15, 21, 31, 41, 51, 61, 71, 81, 101, 121, 161, 201, 241)
 SLOT_COUNTS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 CANVAS_STEP = 16
 

@@ -416,6 +416,21 @@ def _batch_inputs(pattern: str) -> list[Path]:
     return files
 
 
+def _result_stem(path: Path, used: set) -> str:
+    """A unique output name for an input: its name without .npz/.fits(.gz), made unique
+    with a counter when two inputs share a name."""
+    name = path.name
+    for suffix in (".npz", ".fits.gz", ".fits", ".fit", ".fts"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    stem, i = name, 1
+    while stem in used:
+        stem, i = f"{name}_{i}", i + 1
+    used.add(stem)
+    return stem
+
+
 def cmd_batch(args) -> int:
     import numpy as np
 
@@ -440,6 +455,7 @@ def cmd_batch(args) -> int:
         loaded.append(f)
     results = deblend_batch(items, progress=args.progress, **opts) if items else []
     by_file = dict(zip(loaded, results, strict=True))
+    used: set[str] = set()
     rows = {k: [] for k in ("input", "status", "n_sources", "n_components", "n_iter",
                             "chi2_per_pixel", "result", "error")}
     source_rows: dict[str, list] = {}
@@ -455,7 +471,7 @@ def cmd_batch(args) -> int:
                 rows[k].append(v)
             continue
         n_ok += 1
-        target = io.save(res, out / f"{f.name.split('.')[0]}.result.npz")
+        target = io.save(res, out / f"{_result_stem(f, used)}.result.npz")
         m = measure(res)
         table = measurement_table(m)
         table = {"input": [str(f)] * res.n_sources, **table}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import jax
 import numpy as np
 
+from .buckets import BOX_SIZES
 from .errors import BadInputError, InputWarning
-from .fit import FitState, fit
+from .fit import FitState, fit, grow_state
 from .observation import Observation
 from .options import Options, resolve_options
 from .packing import PackedBlend, pack_blend
@@ -141,6 +143,27 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
     return comps, centers
 
 
+def run_fit(observation: Observation, comps, opts: Options, packed: PackedBlend,
+            state: FitState | None = None) -> tuple[PackedBlend, FitState]:
+    """Fit one packed blend (or continue ``state``), moving it to a larger slot box each
+    time a component's box outgrows its slot, until the fit stops for good."""
+    config = opts.config
+    if state is None:
+        state = fit(packed.data, packed.placement, packed.components, opts.params, config)
+    while bool(state.needs_room):
+        bigger = [b for b in BOX_SIZES if b > packed.key.box]
+        if bigger:
+            pad = (bigger[0] - packed.key.box) // 2
+            packed = pack_blend(observation, comps, box=bigger[0], slots=packed.key.slots,
+                                canvas=packed.key.canvas)
+            state = grow_state(jax.device_get(state), pad)
+        else:  # already the largest slot: go on with boxes clipped to it
+            config = dataclasses.replace(config, rebucket=False)
+        state = fit(packed.data, packed.placement, packed.components, opts.params, config,
+                    state)
+    return packed, state
+
+
 def unpack_result(
     packed: PackedBlend, state: FitState, observation: Observation, centers, opts: Options
 ) -> DeblendResult:
@@ -194,5 +217,5 @@ def deblend(
     opts = resolve_options(max_iter=max_iter, e_rel=e_rel, min_iter=min_iter, **options)
     comps, centers = prepare_blend(observation, centers, opts)
     packed = pack_blend(observation, comps, grow_margin=opts["grow_margin"])
-    state = fit(packed.data, packed.placement, packed.components, opts.params, opts.config)
+    packed, state = run_fit(observation, comps, opts, packed)
     return unpack_result(packed, state, observation, centers, opts)

@@ -15,11 +15,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .components import Components, Placement
 from .constraints import ConstraintConfig, ConstraintParams, make_prox, significant
 from .likelihood import FitData, loss_and_grads
-from .optim import fista, proximal_adam
+from .optim import ProxAdamState, fista, proximal_adam
 
 __all__ = [
     "OPTIMIZERS",
@@ -31,6 +32,7 @@ __all__ = [
     "fit",
     "fit_unjitted",
     "resize_support",
+    "grow_state",
 ]
 
 OPTIMIZERS = ("adaprox", "fista")
@@ -47,6 +49,8 @@ class FitConfig:
       resize: resize boxes every ``resize`` iterations (0: never).
       grow: pixels added around the significant pixels when a box is resized.
       block: iterations per ``lax.scan`` block between convergence checks of the loop.
+      rebucket: stop with ``needs_room`` when a box reaches its slot edge (the host then
+        moves the blend to a larger slot box and continues).
       constraints: which proximal operators run.
     """
 
@@ -56,6 +60,7 @@ class FitConfig:
     resize: int = 3
     grow: int = 5
     block: int = 8
+    rebucket: bool = True
     constraints: ConstraintConfig = ConstraintConfig()
 
     def __post_init__(self):
@@ -114,6 +119,9 @@ class FitState(NamedTuple):
       converged: () bool.
       diverged: () bool: a step produced non-finite values (the state was reverted) or the
         loss blew up.
+      needs_room: () bool: a resized box reached the edge of its slot box inside the image;
+        the loop stops so the host can re-bucket to a larger box and continue
+        (:func:`grow_state`).
       history: (max_iter,) float32 loss per iteration, NaN after the stop.
     """
 
@@ -126,6 +134,7 @@ class FitState(NamedTuple):
     done: jax.Array
     converged: jax.Array
     diverged: jax.Array
+    needs_room: jax.Array
     history: jax.Array
 
 
@@ -163,24 +172,35 @@ def make_optimizer(config: FitConfig, data: FitData, params: FitParams):
 def resize_support(components, placement: Placement, support, noise_rms, bg_thresh, grow):
     """New (K, h, w) support: bounding box of the significant pixels grown by ``grow``,
     clipped to the image; unchanged for a component without significant pixels. The box
-    centre (the peak) always stays inside."""
+    centre (the peak) always stays inside.
+
+    Returns:
+      ``(support, overflow)``: the new support and a (K,) bool that is True where the grown
+      box would reach past the slot box at an edge that lies inside the image (the
+      component needs a larger slot).
+    """
     k, h, w = support.shape
     sig = significant(components.spectra, components.morphs, noise_rms, bg_thresh)
     sig = sig & (placement.bounds > 0)
     rows, cols = jnp.any(sig, axis=2), jnp.any(sig, axis=1)  # (K, h), (K, w)
+    inside = placement.bounds > 0
 
-    def span(mask, n, c):
-        lo = jnp.argmax(mask, axis=1)
-        hi = n - 1 - jnp.argmax(mask[:, ::-1], axis=1)
-        lo = jnp.minimum(lo, c) - grow
-        hi = jnp.maximum(hi, c) + grow
+    def span(mask, n, c, first_inside, last_inside):
+        lo = jnp.minimum(jnp.argmax(mask, axis=1), c) - grow
+        hi = jnp.maximum(n - 1 - jnp.argmax(mask[:, ::-1], axis=1), c) + grow
         idx = jnp.arange(n)[None, :]
-        return (idx >= lo[:, None]) & (idx <= hi[:, None])
+        over = ((lo < 0) & first_inside) | ((hi > n - 1) & last_inside)
+        return (idx >= lo[:, None]) & (idx <= hi[:, None]), over
 
-    box = span(rows, h, h // 2)[:, :, None] & span(cols, w, w // 2)[:, None, :]
+    span_y, over_y = span(rows, h, h // 2, jnp.any(inside[:, 0, :], axis=1),
+                          jnp.any(inside[:, -1, :], axis=1))
+    span_x, over_x = span(cols, w, w // 2, jnp.any(inside[:, :, 0], axis=1),
+                          jnp.any(inside[:, :, -1], axis=1))
+    box = span_y[:, :, None] & span_x[:, None, :]
     new = box.astype(support.dtype) * placement.bounds
-    has = jnp.any(rows, axis=1)[:, None, None]
-    return jnp.where(has, new, support)
+    has = jnp.any(rows, axis=1)
+    overflow = has & placement.active & (over_y | over_x)
+    return jnp.where(has[:, None, None], new, support), overflow
 
 
 def init_fit_state(components, placement: Placement, optimizer, max_iter: int) -> FitState:
@@ -195,6 +215,7 @@ def init_fit_state(components, placement: Placement, optimizer, max_iter: int) -
         done=jnp.array(max_iter == 0),
         converged=jnp.zeros((), bool),
         diverged=jnp.zeros((), bool),
+        needs_room=jnp.zeros((), bool),
         history=jnp.full((max_iter,), jnp.nan, f32),
     )
 
@@ -231,14 +252,17 @@ def make_step(
 
         components, opt_state = optimizer.update(grads, state.opt_state, state.components, prox)
         support = state.support
+        needs_room = jnp.zeros((), bool)
         if config.resize:
             due = (state.it > 0) & (state.it % config.resize == 0)
-            resized = resize_support(
+            resized, overflow = resize_support(
                 components, placement, support, data.noise_rms,
                 params.constraints.bg_thresh, config.grow,
             )
             support = jnp.where(due, resized, support)
             components = components.replace(morphs=components.morphs * support)
+            if config.rebucket:
+                needs_room = due & jnp.any(overflow)
 
         loss0 = jnp.where(state.it == 0, loss, state.loss0)
         converged = (state.it >= config.min_iter) & (
@@ -254,9 +278,10 @@ def make_step(
             loss=loss,
             loss0=loss0,
             it=it,
-            done=converged | (it >= config.max_iter) | blew_up,
+            done=converged | (it >= config.max_iter) | blew_up | needs_room,
             converged=converged,
             diverged=blew_up,
+            needs_room=needs_room & ~converged & (it < config.max_iter) & ~blew_up,
             history=state.history.at[state.it].set(loss),
         )
         # a step that went non-finite: keep the last finite state, flag it, stop
@@ -277,10 +302,26 @@ def fit_unjitted(
     components: Components,
     params: FitParams,
     config: FitConfig,
+    state: FitState | None = None,
 ) -> FitState:
-    """Run the fit of one blend to convergence or ``max_iter`` (pure; jit or vmap it)."""
+    """Run the fit of one blend to convergence or ``max_iter`` (pure; jit or vmap it).
+
+    Args:
+      data, placement, components: the packed blend.
+      params: traced numbers.
+      config: static settings.
+      state: optional state to continue from (e.g. after :func:`grow_state`); its
+        ``components`` are used and ``components`` is ignored.
+
+    Returns:
+      The final :class:`FitState`; ``needs_room`` set means it stopped early because a box
+      needs a larger slot.
+    """
     optimizer = make_optimizer(config, data, params)
-    state = init_fit_state(components, placement, optimizer, config.max_iter)
+    if state is None:
+        state = init_fit_state(components, placement, optimizer, config.max_iter)
+    else:
+        state = state._replace(done=state.it >= config.max_iter, needs_room=jnp.zeros((), bool))
     step = make_step(data, placement, params, config)
 
     def block(state):
@@ -291,3 +332,33 @@ def fit_unjitted(
 
 fit = jax.jit(fit_unjitted, static_argnames="config")
 fit.__doc__ = "Jitted :func:`fit_unjitted` (``config`` is static)."
+
+
+def grow_state(state: FitState, pad: int) -> FitState:
+    """Host-side: embed a fit state in slot boxes ``2 * pad`` pixels larger, centred.
+
+    Morphs, supports and the optimiser's per-pixel state are padded; new pixels start as
+    a fresh optimiser would see them (moments 0, ``vhat`` -inf).
+    """
+
+    def grow(x, fill=0.0):
+        x = np.asarray(x)
+        if x.ndim == 3:
+            return np.pad(x, ((0, 0), (pad, pad), (pad, pad)), constant_values=fill)
+        return x
+
+    opt = state.opt_state
+    if isinstance(opt, ProxAdamState):
+        opt = ProxAdamState(
+            count=opt.count,
+            m=jax.tree.map(grow, opt.m),
+            v=jax.tree.map(grow, opt.v),
+            vhat=jax.tree.map(lambda x: grow(x, -np.inf), opt.vhat),
+        )
+    else:
+        opt = jax.tree.map(grow, opt)
+    return state._replace(
+        components=jax.tree.map(grow, state.components),
+        support=grow(state.support),
+        opt_state=opt,
+    )

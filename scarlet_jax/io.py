@@ -35,11 +35,12 @@ import hashlib
 import io as _io
 import json
 import os
-import tempfile
+import secrets
 import warnings
 import zipfile
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from .errors import BadFileError, BadInputError, InputWarning
@@ -61,7 +62,11 @@ FORMAT = "scarlet_jax.result"
 #: Version of the ``.npz`` layout; files with a larger number are refused.
 SCHEMA_VERSION = 1
 LITE_VERSION = "1.0.0"
-_OBS_FIELDS = ("images", "variance", "weights", "psfs", "model_psf", "diff_kernel", "noise_rms")
+
+def _observation_fields() -> tuple[str, ...]:
+    """The array fields of :class:`Observation` (all but the static ``bands``)."""
+    return tuple(f.name for f in dataclasses.fields(Observation) if f.name != "bands")
+
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -116,6 +121,26 @@ def _sha256(arr: np.ndarray) -> str:
 # ------------------------------------------------------------------------------ save / load
 
 
+@contextlib.contextmanager
+def _atomic_write(path: Path):
+    """Yield a binary file in ``path``'s folder; on success it is flushed, synced and renamed
+    over ``path`` (``os.replace``); on any error it is removed and ``path`` is untouched.
+    The file gets the usual permissions (0o666 less the umask)."""
+    directory = path.parent if str(path.parent) else Path(".")
+    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _collect(result: DeblendResult) -> tuple[dict[str, np.ndarray], dict]:
     if not isinstance(result, DeblendResult):
         raise BadInputError(f"expected a DeblendResult, got {type(result).__name__}")
@@ -125,14 +150,14 @@ def _collect(result: DeblendResult) -> tuple[dict[str, np.ndarray], dict]:
             f"result.observation is a {type(obs).__name__}, not an Observation: nothing to save"
         )
     arrays: dict[str, np.ndarray] = {}
-    for name in _OBS_FIELDS:
+    for name in _observation_fields():
         arrays[f"observation.{name}"] = np.asarray(getattr(obs, name))
     fields = {}
     for f in dataclasses.fields(result):
         if f.name == "observation":
             continue
         value = getattr(result, f.name)
-        if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
+        if isinstance(value, (np.ndarray, jax.Array)):
             arrays[f"result.{f.name}"] = np.asarray(value)
         else:
             fields[f.name] = _encode(value, f.name)
@@ -177,18 +202,8 @@ def save(result: DeblendResult, path) -> Path:
     path = Path(path)
     arrays, meta = _collect(result)
     text = json.dumps(meta, sort_keys=True)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, metadata=np.array(text), **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _atomic_write(path) as fh:
+        np.savez(fh, metadata=np.array(text), **arrays)
     return path
 
 
@@ -298,10 +313,15 @@ load_result = load
 
 def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> DeblendResult:
     try:
-        obs = Observation(
-            **{name: arrays[f"observation.{name}"] for name in _OBS_FIELDS},
-            bands=tuple(meta["bands"]),
-        )
+        prefix = "observation."
+        obs_kwargs = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        unknown = sorted(set(obs_kwargs) - set(_observation_fields()))
+        if unknown:
+            raise BadFileError(
+                f"{where}: observation field(s) {unknown} unknown to this scarlet_jax; "
+                "upgrade scarlet_jax"
+            )
+        obs = Observation(**obs_kwargs, bands=tuple(meta["bands"]))
         kwargs = {"observation": obs}
         names = {f.name for f in dataclasses.fields(DeblendResult)}
         for key, arr in arrays.items():
@@ -419,18 +439,8 @@ def export_scarlet_lite(results, path, origins=None) -> Path:
     }
     path = Path(path)
     text = json.dumps(data)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _atomic_write(path) as fh:
+        fh.write(text.encode())
     return path
 
 

@@ -150,6 +150,12 @@ class DeblendResult:
             ]
         return out
 
+    def save(self, path) -> None:
+        """Write the whole result to a ``.npz`` file (see :func:`scarlet_jax.io.save`)."""
+        from .io import save_result
+
+        save_result(self, path)
+
     def chi2(self) -> float:
         """``sum(W * (D - P(M))**2)`` over all pixels."""
         return float(np.sum(self.observation.weights * self.residual**2))

@@ -24,6 +24,28 @@ def _table_rows(out_dir, stem):
         return list(csv.DictReader(fh))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _isolated_compilation_cache(tmp_path_factory):
+    """The CLI turns on JAX's persistent compilation cache: point it at a temporary folder
+    and restore the previous settings for the rest of the test session."""
+    import os
+
+    import jax
+
+    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+            "jax_persistent_cache_min_entry_size_bytes")
+    saved = {k: getattr(jax.config, k) for k in keys}
+    env = os.environ.get("SCARLET_JAX_CACHE")
+    os.environ["SCARLET_JAX_CACHE"] = str(tmp_path_factory.mktemp("jax_cache"))
+    yield
+    if env is None:
+        os.environ.pop("SCARLET_JAX_CACHE", None)
+    else:
+        os.environ["SCARLET_JAX_CACHE"] = env
+    for k, v in saved.items():
+        jax.config.update(k, v)
+
+
 @pytest.fixture(scope="module")
 def hsc_npz(tmp_path_factory):
     from scarlet_jax.datasets import load_hsc_cosmos_35_arrays
@@ -186,3 +208,58 @@ def test_internal_error_exits_1(monkeypatch, tmp_path, capsys):
 def test_help(command, capsys):
     assert main([*command, "--help"]) == 0
     assert "usage: scarlet-jax" in capsys.readouterr().out
+
+
+def test_tables_and_catalogs_without_astropy(monkeypatch, tmp_path):
+    from scarlet_jax.cli import read_catalog, write_table
+
+    for name in ("astropy", "astropy.table", "astropy.io"):
+        monkeypatch.setitem(__import__("sys").modules, name, None)
+    path = write_table({"source": np.arange(2), "flux_g": np.array([1.5, 2.0]),
+                        "input": ["a", "b"]}, tmp_path / "t")
+    assert path.suffix == ".csv"
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[1] == {"source": "1", "flux_g": "2.0", "input": "b"}
+    ecsv = tmp_path / "cat.ecsv"
+    ecsv.write_text("# %ECSV 1.0\n# ---\n# datatype:\n# - {name: y, datatype: float64}\n"
+                    "# - {name: x, datatype: float64}\n# schema: astropy-2.0\ny x\n1.5 2.5\n"
+                    "3.0 4.0\n")
+    np.testing.assert_allclose(read_catalog(ecsv), [[1.5, 2.5], [3.0, 4.0]])
+    bad = tmp_path / "cat.csv"
+    bad.write_text("ra,dec\n1,2\n")
+    with pytest.raises(ValueError, match="columns 'y' and 'x'"):
+        read_catalog(bad)
+
+
+def test_fits_input_and_catalogs(tmp_path, hsc_npz):
+    fits = pytest.importorskip("astropy.io.fits")
+    from astropy.table import Table
+
+    with np.load(hsc_npz) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = fits.Header()
+    header["BANDS"] = ",".join(str(b) for b in arrays["filters"])
+    cat = Table({"y": arrays["catalog"]["y"], "x": arrays["catalog"]["x"]})
+    hdul = fits.HDUList([
+        fits.PrimaryHDU(),
+        fits.ImageHDU(arrays["images"], header=header, name="IMAGES"),
+        fits.ImageHDU(arrays["variance"], name="VARIANCE"),
+        fits.ImageHDU(arrays["psfs"], name="PSFS"),
+        fits.table_to_hdu(cat),
+    ])
+    hdul[-1].name = "CATALOG"
+    path = tmp_path / "blend.fits"
+    hdul.writeto(path)
+    out = tmp_path / "out"
+    assert main(["deblend", str(path), "--out", str(out), "--no-plots", *FAST]) == 0
+    res = io.load(out / "result.npz")
+    assert res.n_sources == 7 and res.observation.bands == ("g", "r", "i", "z", "y")
+    # catalogs as ECSV and FITS tables (reversed, so we can tell they were used)
+    cat[::-1].write(tmp_path / "cat.ecsv", format="ascii.ecsv")
+    cat[::-1].write(tmp_path / "cat.fits")
+    for name in ("cat.ecsv", "cat.fits"):
+        assert main(["deblend", str(path), "--catalog", str(tmp_path / name), "--out",
+                     str(out), "--no-plots", *FAST]) == 0
+        centers = io.load(out / "result.npz").centers
+        np.testing.assert_allclose(centers[0], [cat["y"][-1], cat["x"][-1]])

@@ -107,3 +107,23 @@ def test_detect_when_no_centers(hsc):
     # the brightest catalog sources were found
     for c in centers[:4]:
         assert np.min(np.hypot(*(res.centers - c).T)) < 1.5
+
+
+def test_boxes_that_outgrow_their_slot_move_to_a_larger_one(hsc):
+    """Start every component in a 15x15 slot: resizing needs more room, the host moves the
+    blend to larger slots and the fit ends as good as one started in a large slot."""
+    from scarlet_jax.deblend import prepare_blend, run_fit, unpack_result
+    from scarlet_jax.options import resolve_options
+    from scarlet_jax.packing import pack_blend
+
+    obs, centers = hsc
+    opts = resolve_options(**sj.LSST_PIPELINE)
+    comps, centers = prepare_blend(obs, centers, opts)
+    small = pack_blend(obs, comps, box=15)
+    packed, state = run_fit(obs, comps, opts, small)
+    assert packed.key.box > 15 and not bool(state.needs_room) and bool(state.converged)
+    res = unpack_result(packed, state, obs, centers, opts)
+    sizes = res.support.sum(axis=(1, 2))
+    assert sizes.max() > 15 * 15  # some component grew past the first slot
+    big = sj.deblend(obs, centers, **sj.LSST_PIPELINE)
+    assert res.chi2_per_pixel() == pytest.approx(big.chi2_per_pixel(), rel=0.1)

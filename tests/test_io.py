@@ -42,7 +42,7 @@ def assert_results_equal(a: DeblendResult, b: DeblendResult):
         x, y = getattr(a, f.name), getattr(b, f.name)
         if f.name == "observation":
             assert x.bands == y.bands and isinstance(y.bands, tuple)
-            for name in io._OBS_FIELDS:
+            for name in io._observation_fields():
                 u, v = getattr(x, name), getattr(y, name)
                 assert u.dtype == v.dtype and u.shape == v.shape, name
                 np.testing.assert_array_equal(u, v, err_msg=name)
@@ -231,6 +231,9 @@ def test_atomic_write(result, tmp_path, monkeypatch):
     monkeypatch.undo()
 
     io.save(result, target)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
     before = target.read_bytes()
     monkeypatch.setattr(np, "savez", boom)
     with pytest.raises(RuntimeError):
