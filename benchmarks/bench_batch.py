@@ -14,6 +14,7 @@ the same loss.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -47,6 +48,10 @@ def make_packed(n: int, seed: int, opts, box: int):
         comps = (comps + comps)[:N_COMPONENTS]  # exactly 8 components
         packed.append(pack_blend(b.observation, comps, box=box, slots=N_COMPONENTS))
     return packed
+
+
+def fixed_shapes(opts):
+    return dataclasses.replace(opts, config=dataclasses.replace(opts.config, rebucket=False))
 
 
 def stacked(packed, size):
@@ -109,8 +114,8 @@ def main():
     backend = jax.default_backend()
     devices = jax.local_devices()
     base = dict(max_iter=args.iters, min_iter=args.iters, e_rel=1e-30, resize=3)
-    mono = resolve_options(**base)
-    bare = resolve_options(**base, monotonic=False)
+    # fixed shapes and iteration count: boxes stay in their slots (no re-bucketing)
+    mono, bare = (fixed_shapes(resolve_options(**base, monotonic=m)) for m in (True, False))
     packed = make_packed(16, seed=0, opts=mono, box=args.box)
 
     rows = []
