@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from . import datasets, io, measure
+from . import datasets, io, measure, prox
 from .batch import deblend_batch
 from .components import Components, Placement
 from .deblend import deblend
+from .detect import detect
 from .errors import BadFileError, BadInputError, InputWarning
 from .io import load
 from .observation import Observation, make_observation
@@ -27,6 +28,8 @@ __all__ = [
     "datasets",
     "deblend",
     "deblend_batch",
+    "detect",
+    "prox",
     "io",
     "load",
     "measure",

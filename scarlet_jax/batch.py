@@ -74,6 +74,7 @@ def _as_pair(item):
 
 def _failed_result(observation, error: str, opts) -> DeblendResult:
     b = observation.n_bands if isinstance(observation, Observation) else 0
+    observation = observation if isinstance(observation, Observation) else None
     return DeblendResult(
         observation=observation,
         centers=np.zeros((0, 2), np.float32),
@@ -90,17 +91,6 @@ def _failed_result(observation, error: str, opts) -> DeblendResult:
         options=dict(opts.values),
         error=error,
     )
-
-
-def _check_observation(obs: Observation) -> None:
-    """Checks that catch observations built or edited around ``make_observation``."""
-    if not np.isfinite(np.asarray(obs.images)).all():
-        raise BadInputError(f"images {obs.shape}: NaN/inf pixels (use make_observation)")
-    w = np.asarray(obs.weights)
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise BadInputError(f"weights {w.shape}: NaN/inf or negative values")
-    if not (w > 0).any():
-        raise BadInputError(f"images {obs.shape}: every pixel is masked or invalid")
 
 
 def deblend_batch(
@@ -136,11 +126,9 @@ def deblend_batch(
     results: list[DeblendResult | None] = [None] * len(items)
     prepared = []
     for i, item in enumerate(items):
-        obs, centers = _as_pair(item)
+        obs = item
         try:
-            if not isinstance(obs, Observation):
-                raise BadInputError(f"item {i}: expected an Observation, got {type(obs).__name__}")
-            _check_observation(obs)
+            obs, centers = _as_pair(item)
             comps, centers = prepare_blend(obs, centers, opts)
             key = bucket_key(obs, comps, grow_margin=opts["grow_margin"])
         except (BadInputError, ValueError) as err:

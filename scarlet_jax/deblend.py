@@ -11,7 +11,7 @@ import numpy as np
 from .buckets import BOX_SIZES
 from .errors import BadInputError, InputWarning
 from .fit import FitState, fit, grow_state
-from .observation import Observation
+from .observation import Observation, check_observation
 from .options import Options, resolve_options
 from .packing import PackedBlend, pack_blend
 from .result import DeblendResult
@@ -97,7 +97,7 @@ def validate_centers(centers, image_shape, *, max_sources=None, merge_radius=0.5
             f"an earlier one (closer than {merge_radius} px or on the same pixel; "
             f"dropped->kept: {pairs})",
             InputWarning,
-            stacklevel=3,
+            stacklevel=4,  # validate_centers <- prepare_blend <- deblend(_batch) <- user
         )
         arr = arr[into < 0]
     if max_sources is not None and len(arr) > max_sources:
@@ -115,10 +115,7 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
       ``(components, centers)``: a list of :class:`~scarlet_jax.packing.InitComponent`
       and the validated (S, 2) centers.
     """
-    if not isinstance(observation, Observation):
-        raise BadInputError(
-            f"expected an Observation (see make_observation), got {type(observation).__name__}"
-        )
+    check_observation(observation)
     v = opts.values
     if centers is None:
         from .detect import detect
@@ -127,11 +124,13 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
         if len(centers) == 0:
             raise BadInputError("no sources detected and no centers given")
     centers = validate_centers(centers, observation.shape[1:], max_sources=v["max_sources"])
-    from .initialization import init_components
+    from .initialization import init_components, wavelet_detection_image
 
+    detect_image = wavelet_detection_image(observation) if v["init"] == "wavelet" else None
     comps = init_components(
         observation,
         centers,
+        detect=detect_image,
         min_snr=v["min_snr"],
         initial_bg_thresh=v["initial_bg_thresh"],
         bg_thresh=v["bg_thresh"],

@@ -123,6 +123,8 @@ class FitState(NamedTuple):
         the loop stops so the host can re-bucket to a larger box and continue
         (:func:`grow_state`).
       history: (max_iter,) float32 loss per iteration, NaN after the stop.
+      best_components, best_support, best_loss: the evaluated state with the lowest finite
+        loss so far; :func:`fit_unjitted` returns it when the final state is worse.
     """
 
     components: Components
@@ -136,6 +138,9 @@ class FitState(NamedTuple):
     diverged: jax.Array
     needs_room: jax.Array
     history: jax.Array
+    best_components: Components
+    best_support: jax.Array
+    best_loss: jax.Array
 
 
 def _adaprox_steps(data: FitData, params: FitParams):
@@ -150,7 +155,10 @@ def _adaprox_steps(data: FitData, params: FitParams):
 def fista_steps(data: FitData, params: FitParams):
     """Steps below the inverse Lipschitz constant of each block, including the weights
     (scarlet lite's FISTA ignores them and diverges with inverse-variance weights)."""
-    wmax = jnp.max(data.weights, axis=(-2, -1))  # (B,)
+    # (B,) largest weight times the squared operator norm of the band's convolution (the
+    # largest |FFT| of its difference kernel, > 1 when the PSF is narrower than the model's)
+    knorm2 = jnp.max(jnp.abs(data.kernel_fft) ** 2, axis=(-2, -1))
+    wmax = jnp.max(data.weights, axis=(-2, -1)) * knorm2
     tiny = jnp.float32(1e-30)
 
     def step_fn(c: Components) -> Components:
@@ -217,6 +225,9 @@ def init_fit_state(components, placement: Placement, optimizer, max_iter: int) -
         diverged=jnp.zeros((), bool),
         needs_room=jnp.zeros((), bool),
         history=jnp.full((max_iter,), jnp.nan, f32),
+        best_components=components,
+        best_support=placement.support.astype(f32),
+        best_loss=jnp.array(jnp.inf, f32),
     )
 
 
@@ -271,6 +282,14 @@ def make_step(
         finite = jnp.isfinite(loss) & _all_finite(components) & _all_finite(opt_state)
         blew_up = loss > params.divergence_factor * (loss0 + n_pix)
         it = state.it + 1
+        # the best evaluated state so far (``loss`` is the loss of ``state.components``)
+        better = jnp.isfinite(loss) & (loss < state.best_loss)
+        best = dict(
+            best_components=jax.tree.map(lambda b, c: jnp.where(better, c, b),
+                                         state.best_components, state.components),
+            best_support=jnp.where(better, state.support, state.best_support),
+            best_loss=jnp.where(better, loss, state.best_loss),
+        )
         new = FitState(
             components=components,
             support=support,
@@ -283,11 +302,13 @@ def make_step(
             diverged=blew_up,
             needs_room=needs_room & ~converged & (it < config.max_iter) & ~blew_up,
             history=state.history.at[state.it].set(loss),
+            **best,
         )
         # a step that went non-finite: keep the last finite state, flag it, stop
         reverted = state._replace(
             done=jnp.array(True), diverged=jnp.array(True), it=it,
             history=state.history.at[state.it].set(jnp.where(jnp.isfinite(loss), loss, jnp.nan)),
+            **best,
         )
         new = jax.tree.map(lambda good, bad: jnp.where(finite, good, bad), new, reverted)
         # a blend that is already done does not move
@@ -327,7 +348,18 @@ def fit_unjitted(
     def block(state):
         return jax.lax.scan(lambda s, _: (step(s), None), state, None, length=config.block)[0]
 
-    return jax.lax.while_loop(lambda s: ~s.done, block, state)
+    state = jax.lax.while_loop(lambda s: ~s.done, block, state)
+    # return the best state seen (the last update is evaluated here: the loop never does):
+    # proximal Adam is not a descent method, and a fit must never end above its start.
+    # The start itself is scarlet lite's initialisation, not projected first, so the
+    # trajectory is lite's; if no later state beats it, it is what comes back.
+    final, _ = loss_and_grads(state.components, placement.replace(support=state.support), data)
+    use_best = (~(final <= state.best_loss) | ~jnp.isfinite(final)) & ~state.needs_room
+    return state._replace(
+        components=jax.tree.map(lambda b, c: jnp.where(use_best, b, c),
+                                state.best_components, state.components),
+        support=jnp.where(use_best, state.best_support, state.support),
+    )
 
 
 fit = jax.jit(fit_unjitted, static_argnames="config")
@@ -361,4 +393,6 @@ def grow_state(state: FitState, pad: int) -> FitState:
         components=jax.tree.map(grow, state.components),
         support=grow(state.support),
         opt_state=opt,
+        best_components=jax.tree.map(grow, state.best_components),
+        best_support=grow(state.best_support),
     )

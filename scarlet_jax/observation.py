@@ -18,11 +18,23 @@ import numpy as np
 from .errors import BadInputError, InputWarning
 from .psf import integrated_circular_gaussian, match_kernel
 
-__all__ = ["Observation", "make_observation", "MODEL_PSF_SIGMA", "MODEL_PSF_SIZE"]
+__all__ = [
+    "Observation",
+    "make_observation",
+    "check_observation",
+    "MODEL_PSF_SIGMA",
+    "MODEL_PSF_SIZE",
+]
 
 MODEL_PSF_SIGMA = 0.8
 MODEL_PSF_SIZE = 15
+#: A PSF whose sum is off 1 by more than this is normalised with a warning.
 PSF_SUM_TOLERANCE = 1e-3
+F32_MAX = float(np.finfo(np.float32).max)
+#: Variances below this have an inverse (the weight) that float32 cannot hold.
+VARIANCE_MIN = 1.0 / F32_MAX
+#: ``sum(weights * images**2)`` above this would overflow the float32 loss of a fit.
+CHI2_LIMIT = 1e30
 
 
 @functools.partial(
@@ -73,22 +85,84 @@ class Observation:
 
 
 def _first_index(bad: np.ndarray) -> str:
+    """'band=b, y=i, x=j' (or 'y=i, x=j') of the first True entry of ``bad``."""
     idx = np.argwhere(bad)[0]
     names = ("band", "y", "x") if bad.ndim == 3 else ("y", "x")
     return ", ".join(f"{n}={int(i)}" for n, i in zip(names, idx, strict=False))
 
 
 def _as_real_array(name: str, value, ndim: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.dtype == object:
-        raise BadInputError(f"{name}: expected a numeric array, got dtype object")
+    """``value`` as a float64 array with one of the ``ndim`` dimensions (bool and integer
+    input is cast); anything non-numeric, complex or of the wrong rank raises."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as err:  # ragged nested lists, failing __array__
+        raise BadInputError(f"{name}: cannot be read as an array ({err})") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise BadInputError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
-        raise BadInputError(f"{name} {arr.shape}: complex input is not supported")
+        raise BadInputError(
+            f"{name} {arr.shape}: complex input is not supported (dtype {arr.dtype}); "
+            "pass the real part"
+        )
     if arr.ndim not in ndim:
         raise BadInputError(
             f"{name}: expected {' or '.join(f'{d}-d' for d in ndim)} array, got shape {arr.shape}"
         )
     return arr.astype(np.float64)
+
+
+def _normalised_psfs(name: str, psfs: np.ndarray) -> np.ndarray:
+    """Check (B, kh, kw) or (kh, kw) PSFs and return them normalised to sum 1.
+
+    Raises for even sizes, NaN/inf values and a sum <= 0; warns when a sum is off 1 by
+    more than :data:`PSF_SUM_TOLERANCE` (the PSF is then normalised)."""
+    kh, kw = psfs.shape[-2:]
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise BadInputError(
+            f"{name} {psfs.shape}: sizes must be odd (the centre pixel is the PSF centre), "
+            f"got ({kh}, {kw})"
+        )
+    nonfinite = ~np.isfinite(psfs)
+    if nonfinite.any():
+        raise BadInputError(
+            f"{name} {psfs.shape}: {int(nonfinite.sum())} NaN/inf value(s), first at "
+            f"{_first_index(nonfinite)} ({psfs[tuple(np.argwhere(nonfinite)[0])]})"
+        )
+    sums = np.atleast_1d(psfs.sum(axis=(-2, -1)))
+    where = (lambda b: f"band={b} ") if psfs.ndim == 3 else (lambda b: "")
+    if (sums <= 0).any():
+        b = int(np.argmax(sums <= 0))
+        raise BadInputError(
+            f"{name} {psfs.shape}: {where(b)}sums to {sums[b]:g}; a PSF must have a sum > 0"
+        )
+    off = np.abs(sums - 1) > PSF_SUM_TOLERANCE
+    if off.any():
+        b = int(np.argmax(off))
+        warnings.warn(
+            f"{name}: {int(off.sum())} PSF(s) not normalised ({where(b)}sums to {sums[b]:g}); "
+            "normalised to sum 1",
+            InputWarning,
+            stacklevel=3,
+        )
+    return psfs / sums.reshape(sums.shape + (1, 1)) if psfs.ndim == 3 else psfs / sums[0]
+
+
+def _as_mask(mask, shape: tuple[int, int, int]) -> np.ndarray:
+    """(B, H, W) bool from a (B, H, W) or (H, W) bool or numeric mask (nonzero = bad)."""
+    try:
+        arr = np.asarray(mask)
+    except (TypeError, ValueError) as err:
+        raise BadInputError(f"mask: cannot be read as an array ({err})") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise BadInputError(f"mask: expected a boolean array (True = bad), got dtype {arr.dtype}")
+    if arr.shape not in (shape, shape[1:]):
+        raise BadInputError(f"mask {arr.shape} does not match images {shape} (or {shape[1:]})")
+    return np.broadcast_to(arr.astype(bool), shape)
 
 
 def make_observation(
@@ -103,23 +177,33 @@ def make_observation(
 ) -> Observation:
     """Validate and package a blend.
 
+    What each kind of bad input gets is listed in the README ("What bad input gets"):
+    shapes, dtypes and values that cannot be repaired raise; masked or repairable values are
+    repaired with an :class:`~scarlet_jax.errors.InputWarning` saying what was done.
+
     Args:
-      images: (B, H, W) data (a 2-d image is one band); integers are cast to float32.
-      variance: (B, H, W) per-pixel variance; NaN, inf, zero or negative values get weight 0.
-      psfs: (B, kh, kw) observed PSFs with odd sizes ((kh, kw) is used for every band);
-        PSFs not summing to 1 are normalised with a warning.
-      bands: B band names (default "0", "1", ...).
+      images: (B, H, W) data (a 2-d image is one band); bool and integer input is cast to
+        float32; NaN/inf pixels (and values beyond the float32 range) get weight 0.
+      variance: (B, H, W) per-pixel variance; NaN, inf, zero or negative values (and values
+        whose inverse float32 cannot hold) get weight 0.
+      psfs: (B, kh, kw) observed PSFs with odd sizes (a 2-d PSF is used for every band), at
+        most (2H - 1, 2W - 1); PSFs not summing to 1 are normalised with a warning.
+      bands: B distinct band names (default "0", "1", ...).
       mask: optional (B, H, W) or (H, W) boolean, True where a pixel is bad (weight 0).
-      model_psf: optional (mh, mw) model PSF; default a pixel-integrated circular Gaussian
-        with sigma 0.8 on 15x15 pixels.
-      noise_rms: optional (B,) background rms; default mean sqrt(variance) per band.
+      model_psf: optional (mh, mw) model PSF with odd sizes; default a pixel-integrated
+        circular Gaussian with sigma 0.8 on 15x15 pixels.
+      noise_rms: optional (B,) background rms; default mean sqrt(variance) over the valid
+        pixels of each band (the mean over the other bands for a band without any).
 
     Returns:
       An :class:`Observation` with float32 arrays.
 
     Raises:
-      BadInputError: for shapes, dtypes or values that cannot be repaired; the message names
-        the array, its shape and the first offending index.
+      BadInputError: for shapes, dtypes or values that cannot be repaired (mismatched
+        shapes or band counts, complex or non-numeric input, no bands, an image smaller
+        than half the PSF, NaN/inf or non-positive-sum PSFs, even PSF sizes, every pixel
+        masked, data that would overflow the float32 loss); the message names the array,
+        its shape and the first offending index.
     """
     images = _as_real_array("images", images, (2, 3))
     if images.ndim == 2:
@@ -141,31 +225,13 @@ def make_observation(
         psfs = np.broadcast_to(psfs, (n_bands,) + psfs.shape).copy()
     if psfs.shape[0] != n_bands:
         raise BadInputError(f"psfs {psfs.shape}: {psfs.shape[0]} bands, images have {n_bands}")
+    psfs = _normalised_psfs("psfs", psfs)
     kh, kw = psfs.shape[1:]
-    if kh % 2 == 0 or kw % 2 == 0:
-        raise BadInputError(f"psfs {psfs.shape}: sizes must be odd, got ({kh}, {kw})")
-    if not np.isfinite(psfs).all():
-        raise BadInputError(
-            f"psfs {psfs.shape}: non-finite value at {_first_index(~np.isfinite(psfs))}"
-        )
-    sums = psfs.sum(axis=(1, 2))
-    if (sums <= 0).any():
-        b = int(np.argmax(sums <= 0))
-        raise BadInputError(f"psfs {psfs.shape}: band={b} sums to {sums[b]:g} (must be > 0)")
-    off = np.abs(sums - 1) > PSF_SUM_TOLERANCE
-    if off.any():
-        b = int(np.argmax(off))
-        warnings.warn(
-            f"psfs: {int(off.sum())} band(s) not normalised (band={b} sums to {sums[b]:g}); "
-            "normalised to 1",
-            InputWarning,
-            stacklevel=2,
-        )
-    psfs = psfs / sums[:, None, None]
     if height < kh // 2 + 1 or width < kw // 2 + 1:
         raise BadInputError(
-            f"images {images.shape} are smaller than half the PSF {psfs.shape[1:]}: "
-            "crop the PSF or use a larger cutout"
+            f"images {images.shape} are smaller than half the PSF {psfs.shape[1:]} (a PSF "
+            f"may be at most {(2 * height - 1, 2 * width - 1)}): crop the PSF or use a "
+            "larger cutout"
         )
 
     if bands is None:
@@ -173,17 +239,12 @@ def make_observation(
     bands = tuple(str(b) for b in bands)
     if len(bands) != n_bands:
         raise BadInputError(f"bands: {len(bands)} names for {n_bands} image bands")
+    if len(set(bands)) != n_bands:
+        dup = next(b for b in bands if bands.count(b) > 1)
+        raise BadInputError(f"bands {bands}: band name {dup!r} appears more than once")
 
-    bad = np.zeros(images.shape, dtype=bool)
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.ndim == 2:
-            mask = np.broadcast_to(mask, images.shape)
-        if mask.shape != images.shape:
-            raise BadInputError(f"mask {mask.shape} does not match images {images.shape}")
-        bad |= mask.astype(bool)
-
-    nonfinite = ~np.isfinite(images)
+    masked = np.zeros(images.shape, dtype=bool) if mask is None else _as_mask(mask, images.shape)
+    nonfinite = ~(np.abs(images) <= F32_MAX)  # NaN, inf, and what float32 cannot hold
     if nonfinite.any():
         warnings.warn(
             f"images {images.shape}: {int(nonfinite.sum())} NaN/inf pixel(s), first at "
@@ -191,22 +252,34 @@ def make_observation(
             InputWarning,
             stacklevel=2,
         )
-    badvar = ~np.isfinite(variance) | (variance <= 0)
+    badvar = ~((variance >= VARIANCE_MIN) & (variance <= F32_MAX))
     if badvar.any():
+        kinds = {
+            "NaN/inf": ~np.isfinite(variance),
+            "zero": variance == 0,
+            "negative": variance < 0,
+            "beyond float32": np.isfinite(variance) & badvar & (variance != 0) & (variance > 0),
+        }
+        counts = ", ".join(f"{int(v.sum())} {k}" for k, v in kinds.items() if v.any())
+        first = tuple(np.argwhere(badvar)[0])
         warnings.warn(
-            f"variance {variance.shape}: {int(badvar.sum())} NaN/inf/zero/negative pixel(s), "
-            f"first at {_first_index(badvar)}; given weight 0",
+            f"variance {variance.shape}: {int(badvar.sum())} bad pixel(s) ({counts}), first "
+            f"at {_first_index(badvar)} ({variance[first]:g}); given weight 0",
             InputWarning,
             stacklevel=2,
         )
-    bad |= nonfinite | badvar
+    bad = masked | nonfinite | badvar
     if bad.all():
-        raise BadInputError(f"images {images.shape}: every pixel is masked or invalid")
+        raise BadInputError(
+            f"images {images.shape}: every pixel is masked or invalid ({int(masked.sum())} "
+            f"masked, {int(nonfinite.sum())} NaN/inf, {int(badvar.sum())} bad variance)"
+        )
     empty = bad.all(axis=(1, 2))
     if empty.any():
+        idx = np.nonzero(empty)[0].tolist()
         warnings.warn(
-            f"band(s) {[bands[b] for b in np.nonzero(empty)[0]]} have no valid pixel; "
-            "they get weight 0",
+            f"images {images.shape}: band(s) {idx} ({[bands[b] for b in idx]}) have no valid "
+            "pixel; they get weight 0",
             InputWarning,
             stacklevel=2,
         )
@@ -214,30 +287,41 @@ def make_observation(
     good = ~bad
     weights = np.where(good, 1.0 / np.where(good, variance, 1.0), 0.0)
     clean = np.where(nonfinite, 0.0, images)
+    chi2 = float(np.sum(weights * clean**2))
+    if not chi2 <= CHI2_LIMIT:
+        raise BadInputError(
+            f"images {images.shape}: sum(weights * images**2) = {chi2:.3g} would overflow the "
+            f"float32 loss (limit {CHI2_LIMIT:.0e}); rescale the images by a factor c and the "
+            "variance by c**2"
+        )
 
     if noise_rms is None:
-        rms = np.zeros(n_bands)
+        rms = np.full(n_bands, np.nan)
         for b in range(n_bands):
-            ok = np.isfinite(variance[b]) & (variance[b] > 0)
-            rms[b] = np.sqrt(variance[b][ok]).mean() if ok.any() else np.nan
-        fallback = np.nanmean(rms) if np.isfinite(rms).any() else 1.0
-        noise_rms = np.where(np.isfinite(rms), rms, fallback)
-    noise_rms = np.asarray(noise_rms, dtype=np.float64).reshape(-1)
+            ok = ~badvar[b]  # the variance is usable wherever it is valid, masked or not
+            if ok.any():
+                rms[b] = np.sqrt(variance[b][ok]).mean()
+        noise_rms = np.where(np.isfinite(rms), rms, np.nanmean(rms))
+    noise_rms = _as_real_array("noise_rms", noise_rms, (0, 1)).reshape(-1)
     if noise_rms.shape != (n_bands,) or not (np.isfinite(noise_rms) & (noise_rms > 0)).all():
-        raise BadInputError(f"noise_rms {noise_rms.shape}: need {n_bands} finite values > 0")
+        raise BadInputError(
+            f"noise_rms {noise_rms.shape}: need {n_bands} finite values > 0, got "
+            f"{noise_rms.tolist()}"
+        )
 
     if model_psf is None:
         model_psf = integrated_circular_gaussian(MODEL_PSF_SIGMA, MODEL_PSF_SIZE)
-    model_psf = _as_real_array("model_psf", model_psf, (2,))
-    if model_psf.shape[0] % 2 == 0 or model_psf.shape[1] % 2 == 0:
-        raise BadInputError(f"model_psf {model_psf.shape}: sizes must be odd")
-    model_psf = model_psf / model_psf.sum()
+    model_psf = _normalised_psfs("model_psf", _as_real_array("model_psf", model_psf, (2,)))
     diff_kernel = match_kernel(psfs, model_psf)
+    if not np.isfinite(diff_kernel).all():  # cannot happen for finite PSFs; kept as a guard
+        raise BadInputError(f"psfs {psfs.shape}: the difference kernel is not finite")
 
     f32 = np.float32
+    with np.errstate(over="ignore"):  # variance beyond float32 becomes inf (weight 0 already)
+        variance = variance.astype(f32)
     return Observation(
         images=clean.astype(f32),
-        variance=variance.astype(f32),
+        variance=variance,
         weights=weights.astype(f32),
         psfs=psfs.astype(f32),
         model_psf=model_psf.astype(f32),
@@ -245,3 +329,51 @@ def make_observation(
         noise_rms=noise_rms.astype(f32),
         bands=bands,
     )
+
+
+def check_observation(observation: Observation) -> None:
+    """Check an :class:`Observation` that may have been built or edited around
+    :func:`make_observation` (``dataclasses.replace``, a hand-made instance).
+
+    Raises:
+      BadInputError: not an Observation, inconsistent shapes, NaN/inf images, PSFs or
+        kernels, NaN/inf or negative weights, no pixel with weight > 0, or a noise_rms
+        that is not finite and > 0.
+    """
+    if not isinstance(observation, Observation):
+        raise BadInputError(
+            f"expected an Observation (see make_observation), got {type(observation).__name__}"
+        )
+    arrays = {f.name: np.asarray(getattr(observation, f.name))
+              for f in dataclasses.fields(observation) if f.name != "bands"}
+    shape = arrays["images"].shape
+    if len(shape) != 3 or 0 in shape:
+        raise BadInputError(f"images {shape}: expected a non-empty (B, H, W) array")
+    for name in ("variance", "weights"):
+        if arrays[name].shape != shape:
+            raise BadInputError(f"{name} {arrays[name].shape} does not match images {shape}")
+    for name in ("psfs", "diff_kernel"):
+        if arrays[name].ndim != 3 or arrays[name].shape[0] != shape[0]:
+            raise BadInputError(f"{name} {arrays[name].shape}: expected ({shape[0]}, kh, kw)")
+    if len(observation.bands) != shape[0]:
+        raise BadInputError(f"bands: {len(observation.bands)} names for {shape[0]} bands")
+    for name in ("images", "weights", "psfs", "model_psf", "diff_kernel", "noise_rms"):
+        nonfinite = ~np.isfinite(arrays[name])
+        if nonfinite.any():
+            where = _first_index(nonfinite) if arrays[name].ndim in (2, 3) else "index " + str(
+                int(np.argmax(nonfinite.ravel())))
+            raise BadInputError(
+                f"{name} {arrays[name].shape}: {int(nonfinite.sum())} NaN/inf value(s), first "
+                f"at {where} (use make_observation, which masks them)"
+            )
+    weights = arrays["weights"]
+    if (weights < 0).any():
+        raise BadInputError(
+            f"weights {weights.shape}: {int((weights < 0).sum())} negative value(s), first at "
+            f"{_first_index(weights < 0)}"
+        )
+    if not (weights > 0).any():
+        raise BadInputError(f"images {shape}: every pixel is masked or invalid (all weights 0)")
+    rms = arrays["noise_rms"]
+    if rms.shape != (shape[0],) or not (rms > 0).all():
+        raise BadInputError(f"noise_rms {rms.shape}: need {shape[0]} values > 0")

@@ -16,12 +16,16 @@ from .fit import OPTIMIZERS, FitConfig, FitParams
 
 __all__ = ["DEFAULTS", "LSST_PIPELINE", "MAX_ITER_LIMIT", "Options", "resolve_options"]
 
+#: Initialisations: scarlet lite's chi^2 detection image, or a starlet-denoised one.
+INITS = ("chi2", "wavelet")
+
 #: Defaults (scarlet lite's library defaults, with the LSST pipeline's fit loop).
 DEFAULTS: dict[str, Any] = dict(
     max_iter=300,
     e_rel=1e-3,
     min_iter=5,
     optimizer="adaprox",
+    init="chi2",
     monotonic=True,
     symmetric=False,
     sparsity=None,
@@ -120,6 +124,8 @@ def resolve_options(**options) -> Options:
         _check(_is_real(v[name]) and math.isfinite(v[name]) and v[name] >= 0,
                f"{name} must be a finite number >= 0, got {v[name]!r}")
         v[name] = float(v[name])
+    _check(isinstance(v["init"], str) and v["init"] in INITS,
+           f"unknown init {v['init']!r}; choose one of {INITS}")
     _check(isinstance(v["optimizer"], str) and v["optimizer"] in OPTIMIZERS,
            f"unknown optimizer {v['optimizer']!r}; choose one of {OPTIMIZERS}")
     _check(v["sparsity"] is None or (isinstance(v["sparsity"], str) and v["sparsity"] in SPARSITY),

@@ -158,7 +158,8 @@ class DeblendResult:
 
     def chi2(self) -> float:
         """``sum(W * (D - P(M))**2)`` over all pixels."""
-        return float(np.sum(self.observation.weights * self.residual**2))
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.sum(self.observation.weights * self.residual.astype(np.float64) ** 2))
 
     def chi2_per_pixel(self) -> float:
         """chi^2 divided by the number of (band, pixel) values with weight > 0."""

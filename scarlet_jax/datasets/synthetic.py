@@ -297,7 +297,7 @@ def synthetic_blend(
     if not 1 <= n_min <= n_max:
         raise ValueError(f"n_sources: need 1 <= min <= max, got {n_sources}")
     if psf_fwhm is not None and np.ndim(psf_fwhm) == 0:
-        psf_fwhm = float(psf_fwhm) * (np.linspace(1.1, 0.9, n_bands) if n_bands > 1 else [1.0])
+        psf_fwhm = float(psf_fwhm) * (np.linspace(1.1, 0.9, n_bands) if n_bands > 1 else np.ones(1))
     fwhm = _band_values("psf_fwhm", psf_fwhm, n_bands, np.linspace(3.4, 2.6, n_bands))
     rms = _band_values("noise_rms", noise_rms, n_bands, np.ones(n_bands))
     psf_size = int(psf_size)
