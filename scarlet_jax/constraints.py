@@ -62,13 +62,15 @@ class ConstraintParams(NamedTuple):
 
 def significant(spectra, morphs, noise_rms, bg_thresh):
     """(K, h, w) bool: pixels where the component's model reaches ``noise_rms * bg_thresh``
-    in at least one band (scarlet lite's ``significant`` mask).
+    in at least one band (scarlet lite's ``significant`` mask; :func:`prox.bg_significant`
+    per component).
 
     Args:
       spectra: (K, B); morphs: (K, h, w); noise_rms: (B,); bg_thresh: () scalar.
     """
-    model = spectra[:, :, None, None] * morphs[:, None]
-    return jnp.any(model >= (noise_rms * bg_thresh)[None, :, None, None], axis=1)
+    return jax.vmap(ops.bg_significant, in_axes=(0, 0, None, None))(
+        morphs, spectra, noise_rms, bg_thresh
+    )
 
 
 def make_prox(config: ConstraintConfig, box_shape: tuple[int, int]):
@@ -93,21 +95,14 @@ def make_prox(config: ConstraintConfig, box_shape: tuple[int, int]):
             peak = ops.find_peak(morph, center, config.fit_radius)
         if config.symmetric:
             morph = ops.uncentered_symmetry(morph, peak, fill=0.0)
-        # background threshold: zero where the model is below bg_rms * bg_thresh in all bands
-        below = jnp.all(
-            spectrum[:, None, None] * morph[None] < (noise_rms * params.bg_thresh)[:, None, None],
-            axis=0,
-        )
-        morph = jnp.where(below, 0.0, morph)
+        morph = ops.bg_threshold(morph, spectrum, noise_rms, params.bg_thresh)
         if config.sparsity == "l0":
             morph = ops.l0_threshold(morph, spectrum, noise_rms, params.sparsity_thresh)
         elif config.sparsity == "l1":
             morph = ops.l1_threshold(morph, spectrum, noise_rms, params.sparsity_thresh)
-        morph = jnp.maximum(morph, 0.0)
-        morph = morph.at[center[0], center[1]].max(params.peak_floor)
-        morph = jnp.where(jnp.isfinite(morph), morph, 0.0)
-        peak_value = jnp.max(morph)
-        return jnp.where(peak_value > 0, morph / jnp.where(peak_value > 0, peak_value, 1.0), morph)
+        morph = ops.positivity(morph)
+        morph = ops.peak_floor(morph, center, params.peak_floor)
+        return ops.max_normalize(morph)
 
     def prox(components: Components, support, active, noise_rms, params: ConstraintParams):
         spectra = jnp.maximum(components.spectra, params.spectrum_floor)
