@@ -265,15 +265,22 @@ def make_step(
         support = state.support
         needs_room = jnp.zeros((), bool)
         if config.resize:
+            # only on resize iterations (a cond: a single blend skips the work; under vmap
+            # it becomes a select, as a where would be)
+            def resize(args):
+                comps, sup = args
+                new, overflow = resize_support(comps, placement, sup, data.noise_rms,
+                                               params.constraints.bg_thresh, config.grow)
+                return comps.replace(morphs=comps.morphs * new), new, jnp.any(overflow)
+
+            def keep(args):
+                return args + (jnp.zeros((), bool),)
+
             due = (state.it > 0) & (state.it % config.resize == 0)
-            resized, overflow = resize_support(
-                components, placement, support, data.noise_rms,
-                params.constraints.bg_thresh, config.grow,
-            )
-            support = jnp.where(due, resized, support)
-            components = components.replace(morphs=components.morphs * support)
+            components, support, overflow = jax.lax.cond(due, resize, keep,
+                                                         (components, support))
             if config.rebucket:
-                needs_room = due & jnp.any(overflow)
+                needs_room = overflow
 
         loss0 = jnp.where(state.it == 0, loss, state.loss0)
         converged = (state.it >= config.min_iter) & (
