@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections import defaultdict
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,7 @@ from .errors import BadInputError
 from .fit import FitConfig, FitParams, fit_unjitted
 from .observation import Observation
 from .options import resolve_options
-from .packing import bucket_key, pack_blend
+from .packing import BucketKey, PackedBlend, bucket_key, pack_blend
 from .result import DeblendResult
 
 __all__ = ["deblend_batch", "fit_batch", "stack_trees"]
@@ -135,7 +136,7 @@ def deblend_batch(
             warnings.warn(f"blend {i} skipped: {err}", stacklevel=2)
             results[i] = _failed_result(obs, str(err), opts)
             continue
-        prepared.append((i, obs, centers, comps, key))
+        prepared.append(_Member(i, obs, centers, comps, key))
     buckets = _merge_buckets(prepared, opts)
 
     bar = _progress(len(items), progress)
@@ -154,31 +155,42 @@ def deblend_batch(
     return results
 
 
-def _merge_buckets(prepared, opts) -> dict:
+class _Member(NamedTuple):
+    """One blend of a batch on the host: its input index, data and initial components,
+    and its bucket ``key`` (natural, then merged) or its ``packed`` arrays."""
+
+    index: int
+    observation: Observation
+    centers: np.ndarray
+    components: list
+    key: BucketKey | None = None
+    packed: PackedBlend | None = None
+
+
+def _merge_buckets(prepared: list[_Member], opts) -> dict:
     """Group blends by image bucket (bands, canvas, FFT grid); inside a group every blend
     gets the group's largest slot box and slot count, so a group is one program. The extra
     room changes nothing in a fit (supports stay as they were; empty slots stay empty)."""
     groups = defaultdict(list)
-    for entry in prepared:
-        key = entry[4]
-        groups[(key.n_bands, key.canvas, key.fft_shape)].append(entry)
+    for m in prepared:
+        groups[(m.key.n_bands, m.key.canvas, m.key.fft_shape)].append(m)
     buckets = {}
     for group in groups.values():
-        box = max(e[4].box for e in group)
-        slots = max(e[4].slots for e in group)
-        members = []
-        for i, obs, centers, comps, key in group:
-            packed = pack_blend(obs, comps, box=box, slots=slots, canvas=key.canvas,
-                                grow_margin=opts["grow_margin"])
-            members.append((i, obs, centers, comps, packed))
-        buckets[members[0][4].key] = members
+        box = max(m.key.box for m in group)
+        slots = max(m.key.slots for m in group)
+        members = [
+            m._replace(packed=pack_blend(m.observation, m.components, box=box, slots=slots,
+                                         canvas=m.key.canvas, grow_margin=opts["grow_margin"]))
+            for m in group
+        ]
+        buckets[members[0].packed.key] = members
     return buckets
 
 
 def _launch(chunk, opts, sharding, n_dev):
     n = len(chunk)
     size = _padded_size(n, n_dev)
-    packs = [m[4] for m in chunk] + [chunk[-1][4]] * (size - n)
+    packs = [m.packed for m in chunk] + [chunk[-1].packed] * (size - n)
     data = stack_trees([p.data for p in packs])
     placement = stack_trees([p.placement for p in packs])
     comps = stack_trees([p.components for p in packs])
@@ -189,11 +201,12 @@ def _launch(chunk, opts, sharding, n_dev):
 
 def _collect(chunk, state, opts, results):
     state = jax.device_get(state)
-    for j, (i, obs, centers, comps, packed) in enumerate(chunk):
+    for j, m in enumerate(chunk):
         one = jax.tree.map(lambda x, j=j: x[j], state)
+        packed = m.packed
         if bool(one.needs_room):  # a box outgrew its slot: go on alone in a larger one
-            packed, one = run_fit(obs, comps, opts, packed, one)
-        results[i] = unpack_result(packed, one, obs, centers, opts)
+            packed, one = run_fit(m.observation, m.components, opts, packed, one)
+        results[m.index] = unpack_result(packed, one, m.observation, m.centers, opts)
 
 
 class _NoBar:
