@@ -4,6 +4,9 @@ Monotonicity (the box-centred ``make_monotonicity`` the fit uses, and the genera
 ``monotonicity``) on ``--box`` x ``--box`` boxes, one at a time and ``jax.vmap``-ed over
 ``--n`` boxes; the uncentred symmetry for comparison; and, for context, one fit-like reference
 op: a (5, 64, 64) FFT convolution forward + transpose (what one fit iteration costs at least).
+Then the number the issue's target is about: what monotonicity adds to a fit iteration, for
+single synthetic blends in several buckets (canvas, slot box, slots) from small to a large
+galaxy box, timed as whole fits of a fixed number of iterations with ``monotonic`` on and off.
 Compile time is excluded; every timing is the best of ``--repeats`` runs after
 ``block_until_ready``.
 
@@ -14,6 +17,7 @@ Compile time is excluded; every timing is the best of ``--repeats`` runs after
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -23,7 +27,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import scarlet_jax as sj
 from scarlet_jax import prox
+from scarlet_jax.deblend import prepare_blend
+from scarlet_jax.fit import fit
+from scarlet_jax.options import resolve_options
+from scarlet_jax.packing import pack_blend
+
+#: (canvas side, slot box, slots) of the single-blend fits; the last is a large galaxy
+FIT_BUCKETS = [(64, 31, 8), (96, 61, 12), (128, 101, 4), (192, 161, 4)]
 
 
 def best_time(fn, *args, repeats: int) -> tuple[float, float]:
@@ -73,6 +85,31 @@ def fft_reference(repeats: int) -> dict:
     }
 
 
+def fit_overhead(buckets, iters: int, repeats: int) -> list[dict]:
+    """Per-iteration time of a single-blend fit with and without monotonicity, per bucket."""
+    rows = []
+    for side, box, slots in buckets:
+        blend = sj.datasets.synthetic_blend(
+            seed=3, shape=(side, side), n_sources=(slots, slots), radius_range=(1.0, box / 10)
+        )
+        times = {}
+        for monotonic in (True, False):
+            opts = resolve_options(max_iter=iters, min_iter=iters, e_rel=1e-30,
+                                   monotonic=monotonic)
+            opts = dataclasses.replace(
+                opts, config=dataclasses.replace(opts.config, rebucket=False)
+            )
+            comps, _ = prepare_blend(blend.observation, blend.centers, opts)
+            packed = pack_blend(blend.observation, comps[:slots], box=box, slots=slots)
+            args = (packed.data, packed.placement, packed.components, opts.params, opts.config)
+            _, best = best_time(fit, *args, repeats=repeats)
+            times[monotonic] = best / iters
+        rows.append({"canvas": side, "box": box, "slots": slots, "iterations": iters,
+                     "s_per_iter_monotonic": times[True], "s_per_iter_bare": times[False],
+                     "ratio": times[True] / times[False]})
+    return rows
+
+
 def run(n: int, box: int, repeats: int) -> dict:
     morphs, centers = make_boxes(n, box)
     morphs_d, centers_d = jnp.asarray(morphs), jnp.asarray(centers)
@@ -102,6 +139,7 @@ def run(n: int, box: int, repeats: int) -> dict:
                 {"op": name, "batch": k, "seconds": tk, "per_box_s": tk / k, "compile_s": ck}
             )
     fft = fft_reference(repeats)
+    overhead = fit_overhead(FIT_BUCKETS, iters=50, repeats=max(3, repeats // 4))
     return {
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0]),
@@ -112,6 +150,7 @@ def run(n: int, box: int, repeats: int) -> dict:
         "repeats": repeats,
         "ops": rows,
         "reference": fft,
+        "fit_overhead": overhead,
     }
 
 
@@ -133,6 +172,13 @@ def print_table(res: dict) -> None:
         f"make_monotonicity, 16 boxes in one call: {mono16['seconds'] * 1e6:.1f}us = "
         f"{mono16['seconds'] / ref['seconds']:.2f}x the reference op"
     )
+    print("\nmonotonicity in a fit iteration (one synthetic blend, 5 bands, 50 iterations):")
+    print(f"{'canvas':>7s} {'box':>4s} {'slots':>5s} {'monotonic':>10s} {'bare':>10s} "
+          f"{'added':>6s}")
+    for r in res["fit_overhead"]:
+        print(f"{r['canvas']:7d} {r['box']:4d} {r['slots']:5d} "
+              f"{r['s_per_iter_monotonic'] * 1e3:8.3f}ms {r['s_per_iter_bare'] * 1e3:8.3f}ms "
+              f"{100 * (r['ratio'] - 1):5.0f}%")
 
 
 def main(argv=None) -> None:

@@ -11,14 +11,15 @@ with the C++ ``new_monotonicity`` pass) to float32 rounding, the uncentred symme
 :func:`sparsity_threshold` for the definition.
 
 How monotonicity runs in JAX: lite visits the pixels one by one in order of distance from the
-peak (Gauss-Seidel). A pixel only reads neighbours strictly closer to the peak, so the reads
-form a DAG, and pixels with no path between them can be updated at once. On the host we build,
-per box shape, a schedule of steps (at most ``C`` pixels each, every pixel after all pixels it
-reads, about 1.1x the longest chain: 70 steps for a 41x41 box) on a grid centred on the peak,
-and a ``lax.scan`` over the steps does gather (3x3 window) -> weighted sum -> min -> scatter.
-Batches are laid out components-last, ``(grid_h, grid_w, K)``, so that each gather reads
-contiguous rows of K values; ``jax.vmap`` of the returned functions is routed to that layout through
-``jax.custom_batching.custom_vmap``.
+peak (Gauss-Seidel). A pixel only reads neighbours strictly closer to the peak (at most 4 of
+its 8), so the reads form a DAG, and pixels with no path between them can be updated at once.
+On the host we build, per box shape, a schedule of steps (at most ``C`` pixels each, every
+pixel after all pixels it reads, about 1.1x the longest chain: 70 steps for a 41x41 box) on a
+grid centred on the peak. On the device the pixels are stored in schedule order, one row of K
+components per pixel, so that step s reads its neighbours with one row gather and writes its
+own C rows with one contiguous ``dynamic_update_slice``; a ``lax.scan`` runs the steps.
+Components sit on the last, contiguous axis; ``jax.vmap`` of the returned functions is routed
+to that layout through ``jax.custom_batching.custom_vmap``.
 """
 
 from __future__ import annotations
@@ -147,20 +148,29 @@ def monotonicity_weights(dy, dx) -> np.ndarray:
     return weights
 
 
+#: most strictly-closer neighbours a pixel has among its 8: for |dx| > |dy| the steps in along
+#: x, along y and diagonally, plus (dy + 1, dx - 1) when |dx| > |dy| + 1 (and symmetric cases)
+_MAX_READS = 4
+
+
 class _MonoTables(NamedTuple):
     """Static schedule for one box shape (host numpy; becomes jaxpr constants).
 
-    The grid is (gh, gw) = (h + 2 my, w + 2 mx) with the peak at its centre; it is stored with a
-    zero border of 1 pixel and 2 spare rows below, shape (gh + 4, gw + 2). Step s updates the
-    pixels ``pix[s]`` (bordered coordinates); unused slots point at the spare cell
-    (gh + 2, 1), whose window reads only zeros and which no real pixel reads.
+    The grid is (gh, gw) = (h + 2 my, w + 2 mx) with the peak at its centre, ``n = gh * gw``.
+    On the device the pixels live in a *state* of R = 2 + S * C rows (one row per pixel, the
+    components along the row): row 0 holds zeros (read for padding), row 1 the peak, and step
+    s writes the contiguous rows ``2 + s C ... 2 + (s + 1) C``. Rows of unused slots hold a
+    copy of the peak that nothing reads.
     """
 
     box_shape: tuple[int, int]
     margin: tuple[int, int]
     grid_shape: tuple[int, int]
-    pix: np.ndarray  # (S, C, 2) int32
-    weights: np.ndarray  # (S, C, 3, 3) float64
+    source: np.ndarray  # (R,) int32: 0 for the zero row, else 1 + grid pixel (flat)
+    row_of: np.ndarray  # (n,) int32: state row of each grid pixel
+    coords: np.ndarray  # (S, 2, C) int32: grid (y, x) of the pixels step s writes
+    reads: np.ndarray  # (S, C, _MAX_READS) int32: state rows read (0 where unused)
+    weights: np.ndarray  # (S, C, _MAX_READS) float64: their weights, in lite's order
     n_levels: int  # longest dependency chain (the minimum possible number of steps)
 
 
@@ -249,37 +259,68 @@ def _mono_tables(
     my, mx = margin
     gh, gw = h + 2 * my, w + 2 * mx
     gcy, gcx = h // 2 + my, w // 2 + mx
+    root = gcy * gw + gcx
     weights, deps = _dependencies(gh, gw, gcy, gcx)
     yy, xx = np.mgrid[:gh, :gw]
     r2 = ((yy - gcy) ** 2 + (xx - gcx) ** 2).ravel()
-    steps, n_levels = _schedule(deps, r2, gcy * gw + gcx, slack)
+    steps, n_levels = _schedule(deps, r2, root, slack)
     steps = steps or [np.zeros(0, np.int64)]  # a 1x1 grid: nothing to update
     n_steps, capacity = len(steps), max(1, max(len(s) for s in steps))
-    pix = np.empty((n_steps, capacity, 2), np.int32)
-    pix[..., 0], pix[..., 1] = gh + 2, 1  # the spare cell
-    wts = np.zeros((n_steps, capacity, 3, 3))
-    flat_weights = weights.reshape(9, -1).T.reshape(-1, 3, 3)
+    pixel = np.full(2 + n_steps * capacity, root, np.int64)  # grid pixel of each state row
     for s, idx in enumerate(steps):
-        pix[s, : len(idx), 0] = idx // gw + 1
-        pix[s, : len(idx), 1] = idx % gw + 1
-        wts[s, : len(idx)] = flat_weights[idx]
-    pix.setflags(write=False)
-    wts.setflags(write=False)
-    return _MonoTables(box_shape, margin, (gh, gw), pix, wts, n_levels)
+        pixel[2 + s * capacity : 2 + s * capacity + len(idx)] = idx
+    row_of = np.empty(gh * gw, np.int64)
+    row_of[root] = 1
+    for s, idx in enumerate(steps):
+        row_of[idx] = 2 + s * capacity + np.arange(len(idx))
+    # in-grid neighbours with a nonzero weight, in lite's summation order k = 0..8 (a zero
+    # weight or an off-grid neighbour, which reads 0, adds exactly 0 to lite's sum)
+    reads = np.zeros((n_steps, capacity, _MAX_READS), np.int64)
+    wts = np.zeros((n_steps, capacity, _MAX_READS))
+    flat_weights = weights.reshape(9, -1)
+    for s, idx in enumerate(steps):
+        filled = np.zeros(len(idx), np.int64)
+        for k in range(9):
+            q = deps[idx, k]
+            use = q >= 0
+            if not use.any():
+                continue
+            if filled[use].max() >= _MAX_READS:  # pragma: no cover - geometry bounds it
+                raise RuntimeError("a monotonicity pixel reads more than 4 neighbours")
+            slot = np.nonzero(use)[0]
+            reads[s, slot, filled[use]] = row_of[q[use]]
+            wts[s, slot, filled[use]] = flat_weights[k, idx[use]]
+            filled[use] += 1
+    source = pixel + 1
+    source[0] = 0
+    coords = np.stack([pixel[2:] // gw, pixel[2:] % gw]).reshape(2, n_steps, capacity)
+    tables = _MonoTables(
+        box_shape,
+        margin,
+        (gh, gw),
+        source.astype(np.int32),
+        row_of.astype(np.int32),
+        coords.transpose(1, 0, 2).astype(np.int32),
+        reads.astype(np.int32),
+        wts,
+        n_levels,
+    )
+    for a in tables[3:-1]:
+        a.setflags(write=False)
+    return tables
 
 
 # --------------------------------------------------------------------------------------------
 # monotonicity: device code
 
-#: scan steps fused per loop trip (fewer loop trips on CPU; compile time grows with it)
-_SCAN_UNROLL = 1
+_ROWS = lax.GatherDimensionNumbers(
+    offset_dims=(1,), collapsed_slice_dims=(0,), start_index_map=(0,)
+)
 
-_WINDOW = lax.GatherDimensionNumbers(
-    offset_dims=(1, 2, 3), collapsed_slice_dims=(), start_index_map=(0, 1)
-)
-_POINT = lax.ScatterDimensionNumbers(
-    update_window_dims=(1,), inserted_window_dims=(0, 1), scatter_dims_to_operand_dims=(0, 1)
-)
+
+def _take_rows(a, rows):
+    """``a[rows]`` for a 2-D ``a`` and int32 ``rows`` (N,) known to be in bounds."""
+    return lax.gather(a, rows[:, None], _ROWS, (1, a.shape[1]), mode="promise_in_bounds")
 
 
 def _mono_batch(tables: _MonoTables, fit_radius: int, morphs, centers):
@@ -292,47 +333,44 @@ def _mono_batch(tables: _MonoTables, fit_radius: int, morphs, centers):
     dtype = morphs.dtype
     my, mx = tables.margin
     gh, gw = tables.grid_shape
+    n_steps, capacity = tables.reads.shape[:2]
     peaks = jax.vmap(find_peak, in_axes=(0, 0, None))(morphs, centers, fit_radius)
     dy = jnp.clip(peaks[:, 0] - h // 2, -my, my)  # (K,)
     dx = jnp.clip(peaks[:, 1] - w // 2, -mx, mx)
+    top, left = my - dy, mx - dx  # grid position of morph pixel (0, 0), (K,)
 
-    # embed: grid[gy, gx, k] = morph_k[gy - my + dy_k, gx - mx + dx_k], 0 outside the morph
-    src_y = jnp.arange(gh, dtype=jnp.int32)[:, None] - my + dy[None, :]  # (gh, K)
-    src_x = jnp.arange(gw, dtype=jnp.int32)[:, None] - mx + dx[None, :]  # (gw, K)
-    ok_y = (src_y >= 0) & (src_y < h)
-    ok_x = (src_x >= 0) & (src_x < w)
-    batch = jnp.arange(k, dtype=jnp.int32)
-    grid = morphs[
-        batch[None, None, :],
-        jnp.clip(src_y, 0, h - 1)[:, None, :],
-        jnp.clip(src_x, 0, w - 1)[None, :, :],
-    ]  # (gh, gw, K)
-    on_morph = ok_y[:, None, :] & ok_x[None, :, :]
-    grid = jnp.where(on_morph, grid, jnp.zeros((), dtype))
-    grid = jnp.pad(grid, ((1, 3), (1, 1), (0, 0)))
-    on_morph = jnp.pad(on_morph, ((1, 3), (1, 1), (0, 0)))
-
-    pix = jnp.asarray(tables.pix)
+    # embed: grid_k[gy, gx] = morph_k[gy - top_k, gx - left_k], 0 off the morph; then the
+    # state rows (components last, so each gathered row is K contiguous values)
+    padded = jnp.pad(morphs, ((0, 0), (2 * my, 2 * my), (2 * mx, 2 * mx)))
+    grid = jax.vmap(lambda m, y, x: lax.dynamic_slice(m, (y, x), (gh, gw)))(
+        padded, 2 * my - top, 2 * mx - left
+    )
+    flat = jnp.concatenate([jnp.zeros((1, k), dtype), grid.reshape(k, gh * gw).T])
+    state = _take_rows(flat, jnp.asarray(tables.source))  # (R, K)
     weights = jnp.asarray(tables.weights, dtype)
 
-    def step(grid, table):
-        pix, wts = table  # (C, 2), (C, 3, 3)
-        win = lax.gather(grid, pix - 1, _WINDOW, (3, 3, k), mode="promise_in_bounds")
-        total = wts[:, 0, 0, None] * win[:, 0, 0]  # neighbour order k = 0..8, as lite sums
-        for n in range(1, 9):
-            total = total + wts[:, n // 3, n % 3, None] * win[:, n // 3, n % 3]
-        old = win[:, 1, 1]  # (C, K)
+    def step(state, table):
+        s, reads, wts, coords = table  # (), (C, M), (C, M), (2, C)
+        vals = _take_rows(state, reads.reshape(-1)).reshape(capacity, _MAX_READS, k)
+        total = wts[:, 0, None] * vals[:, 0]  # lite's order
+        for j in range(1, _MAX_READS):
+            total = total + wts[:, j, None] * vals[:, j]
+        first, zero = 2 + s * capacity, jnp.zeros((), s.dtype)  # one index dtype under x64
+        old = lax.dynamic_slice(state, (first, zero), (capacity, k))
         # grid pixels off the morph read as 0 and stay 0 (lite zero-pads the image by 1)
-        inside = on_morph[pix[:, 0], pix[:, 1]]
+        y = coords[0][:, None] - top[None, :]
+        x = coords[1][:, None] - left[None, :]
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
         new = jnp.where(inside, jnp.minimum(old, total), old)
-        return lax.scatter(grid, pix, new, _POINT, mode="promise_in_bounds"), None
+        return lax.dynamic_update_slice(state, new, (first, zero)), None
 
-    grid, _ = lax.scan(step, grid, (pix, weights), unroll=_SCAN_UNROLL)
+    steps = jnp.arange(n_steps, dtype=jnp.int32)
+    table = (steps, jnp.asarray(tables.reads), weights, jnp.asarray(tables.coords))
+    state, _ = lax.scan(step, state, table)
 
-    # extract: out_k[y, x] = grid[y + my - dy_k + 1, x + mx - dx_k + 1, k]
-    rows = jnp.arange(h, dtype=jnp.int32)[None, :] + my - dy[:, None] + 1  # (K, h)
-    cols = jnp.arange(w, dtype=jnp.int32)[None, :] + mx - dx[:, None] + 1  # (K, w)
-    out = grid[rows[:, :, None], cols[:, None, :], batch[:, None, None]]
+    # extract: out_k[y, x] = grid_k[y + top_k, x + left_k]
+    grid = _take_rows(state, jnp.asarray(tables.row_of)).T.reshape(k, gh, gw)
+    out = jax.vmap(lambda g, y, x: lax.dynamic_slice(g, (y, x), (h, w)))(grid, top, left)
     return out, jnp.stack([dy + h // 2, dx + w // 2], axis=-1)
 
 

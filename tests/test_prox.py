@@ -302,6 +302,37 @@ def test_monotonicity_tiny_shapes(shape):
     assert box.shape == shape
 
 
+@pytest.mark.parametrize(
+    "shape, margin", [((41, 41), (1, 1)), ((12, 31), (0, 2)), ((7, 3), (7, 3))]
+)
+def test_monotonicity_schedule_tables(shape, margin):
+    """Every grid pixel has one state row, reads only rows written before its step, and reads
+    exactly its in-grid neighbours with lite's nonzero weights."""
+    t = prox._mono_tables(shape, margin)
+    gh, gw = t.grid_shape
+    n_steps, capacity, _ = t.reads.shape
+    assert sorted(set(t.row_of.tolist())) == sorted(t.row_of.tolist())  # one row each
+    assert np.all(t.source[t.row_of] == np.arange(gh * gw) + 1)  # rows hold their pixels
+    gcy, gcx = shape[0] // 2 + margin[0], shape[1] // 2 + margin[1]
+    weights = prox.monotonicity_weights(*(np.mgrid[:gh, :gw] - np.array([gcy, gcx])[:, None, None]))
+    for s in range(n_steps):
+        first = 2 + s * capacity
+        assert np.all(t.reads[s] < first)  # only earlier steps, the peak or the zero row
+        for c in range(capacity):
+            if t.source[first + c] == 0 or t.row_of[t.source[first + c] - 1] != first + c:
+                continue  # an unused slot
+            y, x = t.coords[s, :, c]
+            expect = {}
+            for k in range(9):
+                qy, qx = y + k // 3 - 1, x + k % 3 - 1
+                if k != 4 and weights[k, y, x] > 0 and 0 <= qy < gh and 0 <= qx < gw:
+                    expect[int(t.row_of[qy * gw + qx])] = weights[k, y, x]
+            used = t.weights[s, c] > 0
+            rows, wts = t.reads[s, c][used].tolist(), t.weights[s, c][used].tolist()
+            got = dict(zip(rows, wts, strict=True))
+            assert got == pytest.approx(expect, rel=0, abs=0)
+
+
 def test_make_monotonicity_rejects_bad_input():
     with pytest.raises(ValueError, match="box_shape"):
         prox.make_monotonicity((0, 5))
