@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from .buckets import BOX_SIZES
+from .centers import check_centers
 from .errors import BadInputError, InputWarning
 from .fit import FitState, fit, grow_state
 from .observation import Observation, check_observation
@@ -57,38 +58,9 @@ def validate_centers(centers, image_shape, *, max_sources=None, merge_radius=0.5
         rounded pixel is not in ``[0, H) x [0, W)``), no centers, or more than
         ``max_sources``; the message names the first offending source.
     """
-    try:
-        arr = np.asarray(centers)
-    except (TypeError, ValueError) as err:
-        raise BadInputError(f"centers: cannot be read as an array ({err})") from None
-    if arr.dtype == object or np.iscomplexobj(arr) or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise BadInputError(f"centers: expected a real (S, 2) array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if arr.ndim == 1 and arr.shape[0] == 2:
-        arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise BadInputError(f"centers: expected shape (S, 2) (y, x), got {arr.shape}")
+    arr = check_centers(centers, image_shape, allow_single=True)
     if arr.shape[0] == 0:
         raise BadInputError("centers (0, 2): no sources (pass centers=None to detect them)")
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise BadInputError(
-            f"centers {arr.shape}: {int(bad.sum())} NaN/inf center(s), first at source={i} "
-            f"(y, x) = {tuple(arr[i].tolist())}"
-        )
-    height, width = image_shape
-    rounded = np.rint(arr)
-    out = (rounded[:, 0] < 0) | (rounded[:, 0] >= height) | (rounded[:, 1] < 0) | (
-        rounded[:, 1] >= width)
-    if out.any():
-        i = int(np.argmax(out))
-        raise BadInputError(
-            f"centers {arr.shape}: {int(out.sum())} center(s) outside the image of shape "
-            f"{(height, width)}, first at source={i} (y, x) = {tuple(arr[i].tolist())}"
-        )
     into = _duplicates(arr, merge_radius)
     if (into >= 0).any():
         pairs = ", ".join(f"{j}->{int(into[j])}" for j in np.nonzero(into >= 0)[0][:10])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .centers import check_centers
 from .errors import BadInputError
 from .observation import Observation
 from .packing import InitComponent
@@ -93,35 +94,9 @@ def round_centers(centers, image_shape: tuple[int, int]) -> np.ndarray:
       (S, 2) int64 pixel centres.
 
     Raises:
-      BadInputError: wrong shape, non-finite values, or a centre outside the image.
+      BadInputError: see :func:`scarlet_jax.centers.check_centers`.
     """
-    arr = np.asarray(centers)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise BadInputError(f"centers: expected a numeric (S, 2) array, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise BadInputError(f"centers {arr.shape}: complex values are not supported")
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise BadInputError(f"centers: expected shape (S, 2) of (y, x), got {arr.shape}")
-    arr = arr.astype(np.float64)
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise BadInputError(
-            f"centers {arr.shape}: {int(bad.sum())} non-finite center(s), first at "
-            f"source={i} ({arr[i, 0]}, {arr[i, 1]})"
-        )
-    pix = np.rint(arr).astype(np.int64)
-    height, width = image_shape
-    outside = (pix[:, 0] < 0) | (pix[:, 0] >= height) | (pix[:, 1] < 0) | (pix[:, 1] >= width)
-    if outside.any():
-        i = int(np.argmax(outside))
-        raise BadInputError(
-            f"centers {arr.shape}: {int(outside.sum())} center(s) outside the image "
-            f"{(height, width)}, first at source={i} (y={arr[i, 0]:g}, x={arr[i, 1]:g})"
-        )
-    return pix
+    return np.rint(check_centers(centers, image_shape)).astype(np.int64)
 
 
 def detection_image(observation: Observation) -> np.ndarray:

@@ -455,12 +455,12 @@ def test_fit_spectra_clips_negative_and_handles_degenerate(synthetic_scene):
     [
         (np.array([10.0, 10.0]), r"shape \(S, 2\)"),
         (np.zeros((2, 3)), r"shape \(S, 2\)"),
-        (np.array([[10.0, 10.0], [np.nan, 3.0]]), r"non-finite.*source=1"),
-        (np.array([[10.0, 10.0], [5.0, np.inf]]), r"non-finite"),
-        (np.array([[-1.0, 10.0]]), r"outside the image \(58, 48\).*source=0"),
+        (np.array([[10.0, 10.0], [np.nan, 3.0]]), r"NaN/inf.*source=1"),
+        (np.array([[10.0, 10.0], [5.0, np.inf]]), r"NaN/inf"),
+        (np.array([[-1.0, 10.0]]), r"outside the image of shape \(58, 48\).*source=0"),
         (np.array([[10.0, 10.0], [57.6, 10.0]]), r"outside.*source=1"),
         (np.array([[10.0, 48.0]]), r"outside"),
-        (np.array([["a", "b"]]), r"numeric"),
+        (np.array([["a", "b"]]), r"real \(S, 2\) array"),
     ],
 )
 def test_bad_centers(hsc, centers, match):

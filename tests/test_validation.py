@@ -18,6 +18,7 @@ from scarlet_jax.batch import deblend_batch
 from scarlet_jax.deblend import validate_centers
 from scarlet_jax.detect import detect
 from scarlet_jax.errors import BadFileError, BadInputError, InputWarning
+from scarlet_jax.initialization import round_centers
 from scarlet_jax.observation import make_observation
 from scarlet_jax.options import MAX_ITER_LIMIT, resolve_options
 
@@ -261,6 +262,18 @@ CENTER_ERRORS = [
 def test_validate_centers_rejects(centers, match):
     with pytest.raises(BadInputError, match=match):
         validate_centers(centers, (H, W))
+
+
+@pytest.mark.parametrize(("centers", "match"), [pytest.param(c, m, id=i)
+                                                 for i, c, m in CENTER_ERRORS
+                                                 if "no sources" not in m])
+def test_initialisation_rejects_centers_as_deblend_does(centers, match):
+    """The initialisation's own check (used without deblend) gives the same message."""
+    with pytest.raises(BadInputError) as from_deblend:
+        validate_centers(centers, (H, W))
+    with pytest.raises(BadInputError) as from_init:
+        round_centers(centers, (H, W))
+    assert str(from_init.value) == str(from_deblend.value)
 
 
 def test_centers_on_the_edges_are_inside():
