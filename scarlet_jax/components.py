@@ -38,7 +38,7 @@ class Components:
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["origins", "bounds", "support", "active", "source", "peaks"],
+    data_fields=["origins", "bounds", "support", "active", "source", "peaks", "symmetric"],
     meta_fields=[],
 )
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +54,8 @@ class Placement:
       active: (K,) bool, False for padding slots.
       source: (K,) int32 index of the source each component belongs to (-1 for padding).
       peaks: (K, 2) int32 (y, x) of the component's peak in image coordinates.
+      symmetric: (K,) bool, components made symmetric about their peak (used when the
+        fit's ``symmetric`` constraint is compiled in).
     """
 
     origins: jax.Array
@@ -62,6 +64,7 @@ class Placement:
     active: jax.Array
     source: jax.Array
     peaks: jax.Array
+    symmetric: jax.Array
 
     def replace(self, **changes) -> Placement:
         return dataclasses.replace(self, **changes)

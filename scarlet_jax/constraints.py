@@ -29,7 +29,8 @@ class ConstraintConfig:
 
     Attributes:
       monotonic: weighted monotonicity from the (re-found) peak.
-      symmetric: uncentred 180-degree symmetry about the peak.
+      symmetric: compile in the uncentred 180-degree symmetry about the peak; it applies to
+        the components whose per-slot flag is set (``Placement.symmetric``).
       sparsity: None, "l0" (hard) or "l1" (soft) thresholding in noise units.
       fit_radius: window half-size in which the peak is re-found.
     """
@@ -74,11 +75,15 @@ def significant(spectra, morphs, noise_rms, bg_thresh):
 
 
 def make_prox(config: ConstraintConfig, box_shape: tuple[int, int]):
-    """Build ``prox(components, support, active, noise_rms, params) -> Components``.
+    """Build ``prox(components, support, active, symmetric, noise_rms, params) -> Components``.
 
     Args:
       config: which operators run.
       box_shape: static odd (h, w) of every component box; the peak is at the centre.
+
+    The returned function takes ``support`` (K, h, w), ``active`` (K,) bool, ``symmetric``
+    (K,) bool (which components the symmetry applies to), ``noise_rms`` (B,) and the
+    traced :class:`ConstraintParams`.
     """
     h, w = box_shape
     center = jnp.array([h // 2, w // 2], jnp.int32)
@@ -88,13 +93,13 @@ def make_prox(config: ConstraintConfig, box_shape: tuple[int, int]):
         else None
     )
 
-    def prox_morph_one(morph, spectrum, noise_rms, params):
+    def prox_morph_one(morph, spectrum, symmetric, noise_rms, params):
         if mono is not None:
             morph, peak = mono(morph, center)
         elif config.symmetric:
             peak = ops.find_peak(morph, center, config.fit_radius)
         if config.symmetric:
-            morph = ops.uncentered_symmetry(morph, peak, fill=0.0)
+            morph = jnp.where(symmetric, ops.uncentered_symmetry(morph, peak, fill=0.0), morph)
         morph = ops.bg_threshold(morph, spectrum, noise_rms, params.bg_thresh)
         if config.sparsity == "l0":
             morph = ops.l0_threshold(morph, spectrum, noise_rms, params.sparsity_thresh)
@@ -104,13 +109,14 @@ def make_prox(config: ConstraintConfig, box_shape: tuple[int, int]):
         morph = ops.peak_floor(morph, center, params.peak_floor)
         return ops.max_normalize(morph)
 
-    def prox(components: Components, support, active, noise_rms, params: ConstraintParams):
+    def prox(components: Components, support, active, symmetric, noise_rms,
+             params: ConstraintParams):
         spectra = jnp.maximum(components.spectra, params.spectrum_floor)
         spectra = jnp.where(jnp.isfinite(spectra), spectra, params.spectrum_floor)
         spectra = jnp.where(active[:, None], spectra, 0.0)
         morphs = components.morphs * support
-        morphs = jax.vmap(prox_morph_one, in_axes=(0, 0, None, None))(
-            morphs, spectra, noise_rms, params
+        morphs = jax.vmap(prox_morph_one, in_axes=(0, 0, 0, None, None))(
+            morphs, spectra, symmetric, noise_rms, params
         )
         morphs = morphs * support * active[:, None, None]
         return Components(spectra=spectra, morphs=morphs)

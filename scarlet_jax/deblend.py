@@ -39,7 +39,8 @@ def _duplicates(centers: np.ndarray, merge_radius: float) -> np.ndarray:
     return into
 
 
-def validate_centers(centers, image_shape, *, max_sources=None, merge_radius=0.5) -> np.ndarray:
+def validate_centers(centers, image_shape, *, max_sources=None, merge_radius=0.5,
+                     return_kept: bool = False):
     """Check catalog centers against the image.
 
     Args:
@@ -49,9 +50,11 @@ def validate_centers(centers, image_shape, *, max_sources=None, merge_radius=0.5
         (None: no limit).
       merge_radius: centers closer than this (pixels), or rounding to the same pixel, are
         duplicates; the later ones are dropped with an :class:`InputWarning`.
+      return_kept: also return which input centers were kept.
 
     Returns:
-      (S', 2) float32 centers, in input order without the duplicates.
+      (S', 2) float32 centers, in input order without the duplicates; with ``return_kept``
+      ``(centers, kept)``, ``kept`` an (S,) bool mask over the input centers.
 
     Raises:
       BadInputError: not a real (S, 2) array, NaN/inf, a center outside the image (its
@@ -62,6 +65,7 @@ def validate_centers(centers, image_shape, *, max_sources=None, merge_radius=0.5
     if arr.shape[0] == 0:
         raise BadInputError("centers (0, 2): no sources (pass centers=None to detect them)")
     into = _duplicates(arr, merge_radius)
+    kept = into < 0
     if (into >= 0).any():
         pairs = ", ".join(f"{j}->{int(into[j])}" for j in np.nonzero(into >= 0)[0][:10])
         warnings.warn(
@@ -77,7 +81,7 @@ def validate_centers(centers, image_shape, *, max_sources=None, merge_radius=0.5
             f"centers: {len(arr)} sources exceed max_sources={max_sources}; raise the limit "
             "(the max_sources option) or split the blend"
         )
-    return arr.astype(np.float32)
+    return (arr.astype(np.float32), kept) if return_kept else arr.astype(np.float32)
 
 
 def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
@@ -89,13 +93,29 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
     """
     check_observation(observation)
     v = opts.values
+    symmetric = v["symmetric"]
     if centers is None:
+        if isinstance(symmetric, tuple):
+            raise BadInputError(
+                f"symmetric: {len(symmetric)} per-source flags but no centers (sources are "
+                "detected); pass True/False, or the centers"
+            )
         from .detect import detect
 
         centers = detect(observation, max_sources=v["max_sources"])
         if len(centers) == 0:
             raise BadInputError("no sources detected and no centers given")
-    centers = validate_centers(centers, observation.shape[1:], max_sources=v["max_sources"])
+    centers, kept = validate_centers(centers, observation.shape[1:],
+                                     max_sources=v["max_sources"], return_kept=True)
+    if isinstance(symmetric, tuple):
+        if len(symmetric) != len(kept):
+            raise BadInputError(
+                f"symmetric: {len(symmetric)} per-source flags for {len(kept)} centers; give "
+                "one True/False per center, or one for all"
+            )
+        flags = np.asarray(symmetric, bool)[kept]  # a merged duplicate: the kept one's flag
+    else:
+        flags = np.full(len(centers), symmetric)
     from .initialization import init_components, wavelet_detection_image
 
     detect_image = wavelet_detection_image(observation) if v["init"] == "wavelet" else None
@@ -111,6 +131,7 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
         fit_spectra=v["fit_spectra"],
         weighted_spectra=v["weighted_spectra"],
     )
+    comps = [c._replace(symmetric=bool(flags[c.source])) for c in comps]
     return comps, centers
 
 
@@ -177,7 +198,8 @@ def deblend(
       max_iter, e_rel, min_iter: stop when ``|L_t - L_{t-1}| < e_rel * |L_t|`` after
         ``min_iter`` iterations, or at ``max_iter``.
       **options: see :data:`scarlet_jax.options.DEFAULTS` (``optimizer``, ``monotonic``,
-        ``symmetric``, ``sparsity``, ``bg_thresh``, ``resize``, ...).
+        ``symmetric``, ``sparsity``, ``bg_thresh``, ``resize``, ...). ``symmetric`` is one
+        bool for all sources or a sequence of one bool per center (in ``centers`` order).
 
     Returns:
       A :class:`DeblendResult`.

@@ -259,7 +259,8 @@ def make_step(
         loss, grads = gradient_fn(state.components, current, data)
 
         def prox(c):
-            return prox_fn(c, state.support, placement.active, data.noise_rms, params.constraints)
+            return prox_fn(c, state.support, placement.active, placement.symmetric,
+                           data.noise_rms, params.constraints)
 
         components, opt_state = optimizer.update(grads, state.opt_state, state.components, prox)
         support = state.support

@@ -68,7 +68,7 @@ class Options:
 #: per blend, so a typo like ``max_iter=10**9`` would ask for gigabytes.
 MAX_ITER_LIMIT = 100_000
 
-_BOOLS = ("monotonic", "symmetric", "fit_spectra", "weighted_spectra")
+_BOOLS = ("monotonic", "fit_spectra", "weighted_spectra")
 _COUNTS = ("max_iter", "min_iter", "resize", "grow", "grow_margin", "fit_radius",
            "max_components", "block")
 _POSITIVE = ("e_rel", "morph_step", "divergence_factor", "min_snr")
@@ -89,6 +89,26 @@ def _is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
+def _is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_)) or (_is_int(value) and value in (0, 1))
+
+
+def _symmetric(value) -> bool | tuple[bool, ...]:
+    """``symmetric``: one bool for every component, or a sequence of one bool per source."""
+    if _is_bool(value):
+        return bool(value)
+    message = (f"symmetric must be True or False, or a sequence of one True/False per source, "
+               f"got {value!r}")
+    try:
+        ndim = np.ndim(value)
+    except ValueError:  # ragged
+        ndim = -1
+    _check(not isinstance(value, (str, bytes, dict)) and ndim == 1, message)
+    flags = list(value)
+    _check(all(_is_bool(f) for f in flags), message)
+    return tuple(bool(f) for f in flags)
+
+
 def resolve_options(**options) -> Options:
     """Merge ``options`` into :data:`DEFAULTS` and validate them.
 
@@ -106,6 +126,7 @@ def resolve_options(**options) -> Options:
         _check(isinstance(v[name], (bool, np.bool_)) or (_is_int(v[name]) and v[name] in (0, 1)),
                f"{name} must be True or False, got {v[name]!r}")
         v[name] = bool(v[name])
+    v["symmetric"] = _symmetric(v["symmetric"])
     for name in _COUNTS:
         _check(_is_int(v[name]) and v[name] >= 0,
                f"{name} must be an integer >= 0, got {v[name]!r}")
@@ -143,7 +164,7 @@ def resolve_options(**options) -> Options:
         block=v["block"],
         constraints=ConstraintConfig(
             monotonic=bool(v["monotonic"]),
-            symmetric=bool(v["symmetric"]),
+            symmetric=any(np.atleast_1d(v["symmetric"])),
             sparsity=v["sparsity"],
             fit_radius=v["fit_radius"],
         ),

@@ -40,6 +40,7 @@ class InitComponent(NamedTuple):
       origin: (y, x) int top-left of its box in image coordinates.
       spectrum: (B,) float.
       morph: (h, w) float morphology in its box (max 1).
+      symmetric: whether the fit makes it symmetric about its peak.
     """
 
     source: int
@@ -47,6 +48,7 @@ class InitComponent(NamedTuple):
     origin: tuple
     spectrum: np.ndarray
     morph: np.ndarray
+    symmetric: bool = False
 
 
 class BucketKey(NamedTuple):
@@ -154,6 +156,7 @@ def pack_blend(
     peaks = np.zeros((slots, 2), np.int32)
     source = np.full((slots,), -1, np.int32)
     active = np.zeros((slots,), bool)
+    symmetric = np.zeros((slots,), bool)
     yy, xx = np.arange(box), np.arange(box)
     for k, c in enumerate(components):
         py, px = (int(v) for v in c.peak)
@@ -164,6 +167,7 @@ def pack_blend(
         peaks[k] = (py, px)
         source[k] = c.source
         active[k] = True
+        symmetric[k] = bool(c.symmetric)
         spectra[k] = np.asarray(c.spectrum, np.float32)
         inside_y = (oy + yy >= 0) & (oy + yy < height)
         inside_x = (ox + xx >= 0) & (ox + xx < width)
@@ -197,6 +201,7 @@ def pack_blend(
         active=jnp.asarray(active),
         source=jnp.asarray(source),
         peaks=jnp.asarray(peaks),
+        symmetric=jnp.asarray(symmetric),
     )
     comps = Components(spectra=jnp.asarray(spectra), morphs=jnp.asarray(morphs))
     return PackedBlend(data, placement, comps, key, (height, width), n)

@@ -96,6 +96,31 @@ def test_symmetric_option_gives_symmetric_morphs():
         np.testing.assert_allclose(win, win[::-1, ::-1], atol=1e-6)
 
 
+def test_symmetric_per_source():
+    """``symmetric`` as one flag per center: only the flagged sources' components come out
+    symmetric about their peak; a merged duplicate center takes the kept one's flag."""
+    blend = sj.datasets.synthetic_blend(5, shape=(64, 64), n_sources=(2, 2), min_separation=20,
+                                        edge_margin=14)
+    centers = np.asarray(blend.centers, np.float64)
+    duplicate = centers[0] + 0.2  # merged into source 0 (with a warning); its flag is unused
+    with pytest.warns(sj.InputWarning, match="duplicate"):
+        res = sj.deblend(blend.observation, [centers[0], duplicate, centers[1]], max_iter=40,
+                         symmetric=[True, True, False])
+    assert len(res.centers) == 2 and not res.diverged
+
+    def asymmetry(morph):
+        py, px = np.unravel_index(np.argmax(morph), morph.shape)
+        r = min(py, px, morph.shape[0] - 1 - py, morph.shape[1] - 1 - px)
+        win = morph[py - r : py + r + 1, px - r : px + r + 1]
+        return np.abs(win - win[::-1, ::-1]).max()
+
+    for k, source in enumerate(res.component_source):
+        if source == 0:
+            assert asymmetry(res.morphs[k]) < 1e-6
+        else:
+            assert asymmetry(res.morphs[k]) > 1e-3
+
+
 @pytest.mark.parametrize("opts", [dict(optimizer="fista"),
                                   dict(sparsity="l1", sparsity_thresh=0.5),
                                   dict(sparsity="l0", sparsity_thresh=0.5),

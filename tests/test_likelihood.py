@@ -36,7 +36,7 @@ def make_problem(rng, dtype=np.float32):
     placement = Placement(
         origins=jnp.asarray(origins), bounds=jnp.asarray(bounds), support=jnp.asarray(support),
         active=jnp.ones((K,), bool), source=jnp.arange(K, dtype=jnp.int32),
-        peaks=jnp.asarray(peaks),
+        peaks=jnp.asarray(peaks), symmetric=jnp.zeros((K,), bool),
     )
     comps = Components(
         spectra=jnp.asarray(rng.uniform(0.5, 2, size=(K, B)), dtype),

@@ -323,7 +323,9 @@ OPTION_ERRORS = [
     (dict(optimizer=None), "unknown optimizer None"),
     (dict(sparsity="l2"), r"unknown sparsity 'l2'; choose one of \(None, 'l0', 'l1'\)"),
     (dict(monotonic="yes"), "monotonic must be True or False, got 'yes'"),
-    (dict(symmetric=2), "symmetric must be True or False, got 2"),
+    (dict(symmetric=2), r"symmetric must be True or False, or a sequence .* got 2"),
+    (dict(symmetric=[True, 2]), r"symmetric must be .* per source, got \[True, 2\]"),
+    (dict(symmetric="yes"), "symmetric must be True or False"),
     (dict(max_components=3), "max_components must be 1 or 2, got 3"),
     (dict(max_components=0), "max_components must be 1 or 2, got 0"),
     (dict(min_snr=0), "min_snr must be a finite number > 0"),
@@ -371,6 +373,10 @@ def blend():
         pytest.param([[5, 5]], dict(e_rel=0), "e_rel must be", id="e_rel"),
         pytest.param([[5, 5]], dict(optimizer="newton"), "unknown optimizer", id="optimizer"),
         pytest.param([[5, 5]], dict(sparsity="l3"), "unknown sparsity", id="constraint"),
+        pytest.param([[5, 5], [14, 14]], dict(symmetric=[True]),
+                     "symmetric: 1 per-source flags for 2 centers", id="symmetric flags"),
+        pytest.param(None, dict(symmetric=[True, False]),
+                     r"symmetric: 2 per-source flags but no centers", id="symmetric, detect"),
     ],
 )
 def test_deblend_rejects(blend, centers, options, match):
