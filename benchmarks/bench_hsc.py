@@ -53,8 +53,11 @@ def main():
                         ("100 iterations, monotonic", dict(max_iter=100, min_iter=100,
                                                            e_rel=1e-30)),
                         ("100 iterations, no monotonicity", dict(max_iter=100, min_iter=100,
-                                                                 e_rel=1e-30, monotonic=False))]:
-        o = resolve_options(**sj.LSST_PIPELINE, **extra)
+                                                                 e_rel=1e-30, monotonic=False)),
+                        ("100 iterations, no operators", dict(max_iter=100, min_iter=100,
+                                                              e_rel=1e-30, monotonic=False,
+                                                              bg_thresh=0.0))]:
+        o = resolve_options(**{**sj.LSST_PIPELINE, **extra})
         # time one program: boxes stay in their first slot bucket (no re-bucketing)
         o = dataclasses.replace(o, config=dataclasses.replace(o.config, rebucket=False))
         first, best, iters = run(o, packed, args.repeats)

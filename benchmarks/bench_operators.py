@@ -4,11 +4,11 @@ Monotonicity (the box-centred ``make_monotonicity`` the fit uses, and the genera
 ``monotonicity``) on ``--box`` x ``--box`` boxes, one at a time and ``jax.vmap``-ed over
 ``--n`` boxes; the uncentred symmetry for comparison; and, for context, one fit-like reference
 op: a (5, 64, 64) FFT convolution forward + transpose (what one fit iteration costs at least).
-Then the number the issue's target is about: what monotonicity adds to a fit iteration, for
+Then the number the issue's target is about: what the operators add to a fit iteration, for
 single synthetic blends in several buckets (canvas, slot box, slots) from small to a large
-galaxy box, timed as whole fits of a fixed number of iterations with ``monotonic`` on and off.
-Compile time is excluded; every timing is the best of ``--repeats`` runs after
-``block_until_ready``.
+galaxy box, timed as whole fits of 100 iterations (best of 10) with the operator sets of
+``FIT_VARIANTS``. Compile time is excluded; every other timing is the best of ``--repeats``
+runs after ``block_until_ready``.
 
     python benchmarks/bench_operators.py [--n 1000] [--box 41] [--repeats 20]
         [--out benchmarks/results/operators_<backend>.json]
@@ -85,17 +85,27 @@ def fft_reference(repeats: int) -> dict:
     }
 
 
+#: operator sets timed in a fit: none (positivity and normalisation only), the background
+#: threshold alone, the default chain (monotonicity + background threshold), and everything
+#: (plus symmetry and L1 sparsity)
+FIT_VARIANTS = {
+    "none": dict(monotonic=False, bg_thresh=0.0),
+    "bg_threshold": dict(monotonic=False),
+    "default": dict(),
+    "all": dict(symmetric=True, sparsity="l1", sparsity_thresh=0.1),
+}
+
+
 def fit_overhead(buckets, iters: int, repeats: int) -> list[dict]:
-    """Per-iteration time of a single-blend fit with and without monotonicity, per bucket."""
+    """Per-iteration time of a single-blend fit for each operator set, per bucket."""
     rows = []
     for side, box, slots in buckets:
         blend = sj.datasets.synthetic_blend(
             seed=3, shape=(side, side), n_sources=(slots, slots), radius_range=(1.0, box / 10)
         )
-        times = {}
-        for monotonic in (True, False):
-            opts = resolve_options(max_iter=iters, min_iter=iters, e_rel=1e-30,
-                                   monotonic=monotonic)
+        row = {"canvas": side, "box": box, "slots": slots, "iterations": iters}
+        for name, options in FIT_VARIANTS.items():
+            opts = resolve_options(max_iter=iters, min_iter=iters, e_rel=1e-30, **options)
             opts = dataclasses.replace(
                 opts, config=dataclasses.replace(opts.config, rebucket=False)
             )
@@ -103,10 +113,12 @@ def fit_overhead(buckets, iters: int, repeats: int) -> list[dict]:
             packed = pack_blend(blend.observation, comps[:slots], box=box, slots=slots)
             args = (packed.data, packed.placement, packed.components, opts.params, opts.config)
             _, best = best_time(fit, *args, repeats=repeats)
-            times[monotonic] = best / iters
-        rows.append({"canvas": side, "box": box, "slots": slots, "iterations": iters,
-                     "s_per_iter_monotonic": times[True], "s_per_iter_bare": times[False],
-                     "ratio": times[True] / times[False]})
+            row[f"s_per_iter_{name}"] = best / iters
+        t = {name: row[f"s_per_iter_{name}"] for name in FIT_VARIANTS}
+        row["added_by_monotonicity"] = t["default"] / t["bg_threshold"] - 1
+        row["added_by_default_chain"] = t["default"] / t["none"] - 1
+        row["added_by_all"] = t["all"] / t["none"] - 1
+        rows.append(row)
     return rows
 
 
@@ -139,7 +151,7 @@ def run(n: int, box: int, repeats: int) -> dict:
                 {"op": name, "batch": k, "seconds": tk, "per_box_s": tk / k, "compile_s": ck}
             )
     fft = fft_reference(repeats)
-    overhead = fit_overhead(FIT_BUCKETS, iters=50, repeats=max(3, repeats // 4))
+    overhead = fit_overhead(FIT_BUCKETS, iters=100, repeats=10)
     return {
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0]),
@@ -172,13 +184,15 @@ def print_table(res: dict) -> None:
         f"make_monotonicity, 16 boxes in one call: {mono16['seconds'] * 1e6:.1f}us = "
         f"{mono16['seconds'] / ref['seconds']:.2f}x the reference op"
     )
-    print("\nmonotonicity in a fit iteration (one synthetic blend, 5 bands, 50 iterations):")
-    print(f"{'canvas':>7s} {'box':>4s} {'slots':>5s} {'monotonic':>10s} {'bare':>10s} "
-          f"{'added':>6s}")
+    print("\noperators in a fit iteration (one synthetic blend, 5 bands, 100 iterations; ms per "
+          "iteration; added: % over 'none', monotonicity: % over 'bg')")
+    print(f"{'canvas':>6s} {'box':>4s} {'slots':>5s} {'none':>7s} {'bg':>7s} {'default':>7s} "
+          f"{'all':>7s} {'mono':>6s} {'default':>8s} {'all':>6s}")
     for r in res["fit_overhead"]:
-        print(f"{r['canvas']:7d} {r['box']:4d} {r['slots']:5d} "
-              f"{r['s_per_iter_monotonic'] * 1e3:8.3f}ms {r['s_per_iter_bare'] * 1e3:8.3f}ms "
-              f"{100 * (r['ratio'] - 1):5.0f}%")
+        print(f"{r['canvas']:6d} {r['box']:4d} {r['slots']:5d} "
+              + " ".join(f"{r['s_per_iter_' + v] * 1e3:7.3f}" for v in FIT_VARIANTS)
+              + f" {100 * r['added_by_monotonicity']:5.0f}%"
+              f" {100 * r['added_by_default_chain']:7.0f}% {100 * r['added_by_all']:5.0f}%")
 
 
 def main(argv=None) -> None:
