@@ -250,6 +250,8 @@ _OPTION_VALUES = {
     "optimizer": (["adaprox", "fista"], ["sgd", None, 3, "Adaprox"]),
     "sparsity": ([None, "l0", "l1"], ["l2", 0, "L1"]),
     "monotonic": ([True, False, 0, 1, np.bool_(True)], ["yes", 2, None]),
+    "symmetric": ([True, False, 0, [True, False], (False,), np.array([True, False]), []],
+                  ["yes", 2, None, [True, 2], [[True]], {"a": True}, [0.5]]),
     "max_components": ([1, 2], [0, 3, -1, 1.5]),
     "min_snr": ([0.5, 50], [0, -1, math.nan]),
     "bg_thresh": ([0, 0.25, 3], [-0.1, math.inf]),
@@ -284,6 +286,7 @@ def test_resolve_options_accepts_valid_and_names_invalid(data):
     assert not invalid, f"accepted invalid {invalid}: {options}"
     assert set(opts.values) == set(DEFAULTS)
     assert opts.config.max_iter == opts["max_iter"]
+    assert opts.config.constraints.symmetric == bool(np.any(opts["symmetric"]))
 
 
 # ----------------------------------------------------------------- detect and deblend
