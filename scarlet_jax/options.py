@@ -123,8 +123,7 @@ def resolve_options(**options) -> Options:
     _check(not unknown, f"unknown option(s) {unknown}; known: {sorted(DEFAULTS)}")
     v = {**DEFAULTS, **options}
     for name in _BOOLS:
-        _check(isinstance(v[name], (bool, np.bool_)) or (_is_int(v[name]) and v[name] in (0, 1)),
-               f"{name} must be True or False, got {v[name]!r}")
+        _check(_is_bool(v[name]), f"{name} must be True or False, got {v[name]!r}")
         v[name] = bool(v[name])
     v["symmetric"] = _symmetric(v["symmetric"])
     for name in _COUNTS:
