@@ -267,12 +267,11 @@ def _mono_tables(
     steps = steps or [np.zeros(0, np.int64)]  # a 1x1 grid: nothing to update
     n_steps, capacity = len(steps), max(1, max(len(s) for s in steps))
     pixel = np.full(2 + n_steps * capacity, root, np.int64)  # grid pixel of each state row
-    for s, idx in enumerate(steps):
-        pixel[2 + s * capacity : 2 + s * capacity + len(idx)] = idx
-    row_of = np.empty(gh * gw, np.int64)
+    row_of = np.empty(gh * gw, np.int64)  # and the state row of each grid pixel
     row_of[root] = 1
     for s, idx in enumerate(steps):
-        row_of[idx] = 2 + s * capacity + np.arange(len(idx))
+        rows = 2 + s * capacity + np.arange(len(idx))
+        pixel[rows], row_of[idx] = idx, rows
     # in-grid neighbours with a nonzero weight, in lite's summation order k = 0..8 (a zero
     # weight or an off-grid neighbour, which reads 0, adds exactly 0 to lite's sum)
     reads = np.zeros((n_steps, capacity, _MAX_READS), np.int64)
