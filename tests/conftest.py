@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
@@ -11,6 +12,23 @@ import pytest
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+def require_file(path: Path) -> Path:
+    """Return ``path`` if it exists; else skip the test, or fail it under ``CI=true`` (CI
+    has ``../shared`` beside the checkout, so a missing reference file is a broken set-up)."""
+    if not Path(path).exists():
+        reason = f"reference data not found at {Path(path).resolve()}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason + " (CI=true: reference files are required)")
+        pytest.skip(reason)
+    return Path(path)
+
+
+@pytest.fixture(name="require_file", scope="session")
+def require_file_fixture():
+    """:func:`require_file` as a fixture, for test modules."""
+    return require_file
 
 
 @pytest.fixture
@@ -31,9 +49,7 @@ def rng():
 
 @pytest.fixture(scope="session")
 def reference_fit():
-    path = REFERENCE / "hsc_cosmos_35_lite.npz"
-    if not path.exists():
-        pytest.skip(f"reference data not found at {path}")
+    path = require_file(REFERENCE / "hsc_cosmos_35_lite.npz")
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
 

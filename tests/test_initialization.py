@@ -171,10 +171,8 @@ def test_monotonic_mask_rejects_non_positive_and_rising_pixels():
     assert free[2, 3] and not free[0, 3]
 
 
-def test_symmetrize_about_matches_reference_operator():
-    path = REFERENCE / "operators.npz"
-    if not path.exists():
-        pytest.skip(f"reference data not found at {path}")
+def test_symmetrize_about_matches_reference_operator(require_file):
+    path = require_file(REFERENCE / "operators.npz")
     with np.load(path) as ops:
         for n in range(int(ops["count"])):
             x, center = ops[f"mono_{n}_input"], ops[f"mono_{n}_center"]

@@ -30,9 +30,8 @@ def result(hsc):
 
 
 @pytest.fixture(scope="module")
-def lite_json():
-    if not LITE_JSON.exists():
-        pytest.skip(f"reference data not found at {LITE_JSON}")
+def lite_json(require_file):
+    require_file(LITE_JSON)
     with open(LITE_JSON) as fh:
         return json.load(fh)
 
@@ -264,9 +263,8 @@ def _skeleton(obj):
     return type(obj).__name__
 
 
-def test_reading_the_lite_reference_reproduces_its_model(hsc, reference_fit):
-    if not LITE_JSON.exists():
-        pytest.skip("reference data not found")
+def test_reading_the_lite_reference_reproduces_its_model(hsc, reference_fit, require_file):
+    require_file(LITE_JSON)
     results = io.import_scarlet_lite(LITE_JSON, hsc[0])
     assert len(results) == 1
     res = results[0]

@@ -19,11 +19,9 @@ def _wrap_ids():
 
 
 @pytest.fixture(scope="module")
-def lite_result(hsc):
+def lite_result(hsc, require_file):
     """scarlet lite's own fit of hsc_cosmos_35, read from the reference JSON."""
-    path = REFERENCE / "hsc_cosmos_35_lite_model.json"
-    if not path.exists():
-        pytest.skip(f"reference data not found at {path}")
+    path = require_file(REFERENCE / "hsc_cosmos_35_lite_model.json")
     from scarlet_jax.io import import_scarlet_lite
 
     return import_scarlet_lite(path, hsc[0])[0]

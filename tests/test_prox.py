@@ -90,9 +90,8 @@ def monotone_violation(out, peak):
 
 
 @pytest.fixture(scope="module")
-def operators():
-    if not OPERATORS.exists():
-        pytest.skip(f"scarlet lite reference vectors not found at {OPERATORS.resolve()}")
+def operators(require_file):
+    require_file(OPERATORS)
     with np.load(OPERATORS) as f:
         data = {k: f[k] for k in f.files}
     return [
