@@ -173,7 +173,8 @@ def plot_data_model_residual(result, path, stretch: float | None = None, q: floa
     Args:
       result: a :class:`~scarlet_jax.result.DeblendResult`.
       path: PNG file to write.
-      stretch, q: as for :func:`lupton_rgb` (stretch None: from the data).
+      stretch: as for :func:`lupton_rgb` (stretch None: from the data).
+      q: as for :func:`lupton_rgb`.
 
     Returns:
       The path written.
@@ -254,7 +255,8 @@ def plot_sources(result, path, stretch: float | None = None, q: float = 10.0,
     Args:
       result: a :class:`~scarlet_jax.result.DeblendResult`.
       path: PNG file to write.
-      stretch, q: as for :func:`lupton_rgb` (stretch None: per source, from its model).
+      stretch: as for :func:`lupton_rgb` (stretch None: per source, from its model).
+      q: as for :func:`lupton_rgb`.
       per_row: sources per row (two panels each).
       max_sources: show at most this many sources (the first ones).
 
