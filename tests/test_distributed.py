@@ -3,7 +3,8 @@
 The default run has one test (``test_small_run_end_to_end``); the larger ones are ``slow``.
 Blends are tiny (3 bands, about 24 x 24 px, 11 px PSFs, 15 iterations) so that the
 compile in each worker is short; workers and this process share a persistent JAX
-compilation cache, so most programs compile once.
+compilation cache (and the same XLA flags, which are part of its key), so most programs
+compile once.
 """
 
 from __future__ import annotations
@@ -76,7 +77,6 @@ def client(hook_dir):
     """Two worker processes on loopback; the failure hook is disarmed until a test arms
     it (``hook_dir/armed``)."""
     env = {"JAX_PLATFORMS": "cpu", sd.FAIL_HOOK: str(hook_dir),
-           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
            "PYTHONPATH": os.pathsep.join(sys.path)}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # worker processes inherit it
@@ -142,26 +142,32 @@ def check_exactly_once(out: Path, n_inputs: int, results, references):
 
 def test_small_run_end_to_end(client, compile_cache, hook_dir, tmp_path):
     """In-memory blends and files, one corrupt; a task fails once after writing its result
-    file; a re-run recomputes nothing; other options are refused."""
-    items = _blends(5, seed=11)
-    good_file = _write_input(tmp_path / "good.npz", _blends(1, seed=12)[0])
+    file; a re-run recomputes nothing; other options are refused.
+
+    The references are ``deblend_batch`` on each partition's good blends in this process
+    (the programs the workers run, so the shared compile cache serves them); the slow
+    ``test_forty_blends_equal_single_process`` compares with one call on all blends.
+    """
+    a, b, c, d, e, f, g = _blends(7, seed=11, n_sources=2)
+    good_file = _write_input(tmp_path / "good.npz", g)
     bad_file = tmp_path / "bad.npz"
     bad_file.write_bytes(b"this is not an npz file")
-    source = items[:2] + [bad_file] + items[2:4] + [good_file] + items[4:]
-    refs = sj.deblend_batch(items + [load_input(good_file)], **OPTS)
-    references = refs[:2] + [None] + refs[2:4] + [refs[5]] + refs[4:5]
-    for r in refs:  # warm the shared compile cache for the workers' measurements
+    source = [a, b, bad_file, c, d, good_file, e, f]  # partitions of 4: 3 + 4 good blends
+    first = sj.deblend_batch([a, b, c], **OPTS)
+    second = sj.deblend_batch([d, load_input(good_file), e, f], **OPTS)
+    references = first[:2] + [None] + first[2:] + second
+    for r in first + second:  # warm the shared compile cache for the workers' measurements
         sj.measure.measure(r)
     out = tmp_path / "out"
     _arm(hook_dir, "raise")
     try:
-        summary = sd.deblend_catalog(source, out, client, batch_size=3, progress=False,
+        summary = sd.deblend_catalog(source, out, client, batch_size=4, progress=False,
                                      retries=2, compile_cache=compile_cache, **OPTS)
     finally:
         _disarm(hook_dir)
     assert (hook_dir / "failed").exists()  # the injected failure happened, and was retried
-    assert summary.n_blends == 7 and summary.n_failed == 1 and not summary.failed_partitions
-    assert summary.n_partitions == 3 and summary.n_skipped == 0
+    assert summary.n_blends == 8 and summary.n_failed == 1 and not summary.failed_partitions
+    assert summary.n_partitions == 2 and summary.n_skipped == 0
     results = sd.read_results(out)
     manifest, table = check_exactly_once(out, len(source), results, references)
     assert "bad.npz" in results[2].error and manifest[2]["status"] == "failed"
@@ -171,12 +177,12 @@ def test_small_run_end_to_end(client, compile_cache, hook_dir, tmp_path):
     assert not list(out.rglob("*.tmp"))
 
     before = _mtimes(out)
-    again = sd.deblend_catalog(source, out, client, batch_size=3, progress=False,
+    again = sd.deblend_catalog(source, out, client, batch_size=4, progress=False,
                                compile_cache=compile_cache, **OPTS)
-    assert again.n_skipped == 3 and again.n_blends == 7
+    assert again.n_skipped == 2 and again.n_blends == 8
     assert _mtimes(out) == before
     with pytest.raises(sj.BadInputError, match="max_iter"):
-        sd.deblend_catalog(source, out, client, batch_size=3, progress=False, max_iter=16)
+        sd.deblend_catalog(source, out, client, batch_size=4, progress=False, max_iter=16)
 
 
 @pytest.mark.slow
