@@ -628,8 +628,8 @@ def _submit(client, source, batch_size, settings, retries):
             done.append({**json.loads((parts / name / "manifest.json").read_text()),
                          "skipped": True})
             continue
-        if not all(_is_path(v) for v in inputs):
-            [inputs] = client.scatter([inputs], hash=False)
+        # In-memory inputs travel inside the task (not scattered): scattered data dies with
+        # its worker, while a task's own arguments let the scheduler rerun it anywhere.
         fut = client.submit(run_partition, name, inputs, ids, positions, settings,
                             key=f"scarlet_jax-{name}-{os.getpid()}-{time.monotonic_ns()}",
                             retries=retries, pure=False)
