@@ -541,7 +541,9 @@ def deblend_catalog(
       source: a sequence or iterator of inputs (``(observation, centers)`` pairs,
         observations (sources detected), or paths of npz/FITS files in the CLI's formats),
         a mapping ``{blend_id: input}``, or a ``dask.bag`` of inputs (each bag partition is
-        one partition; ``batch_size`` is then not used).
+        one partition; ``batch_size`` is then not used). In-memory inputs travel inside
+        their tasks (so a task can be rerun on any worker); for large sets pass paths or a
+        bag, whose partitions the workers read themselves.
       out_dir: output folder (created). A re-run into it skips finished partitions.
       client: a ``distributed.Client``; default the current one, else a ``LocalCluster``
         started (and closed) for this call.
