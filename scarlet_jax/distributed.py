@@ -251,11 +251,13 @@ def _load_items(inputs: list, settings: _Settings):
     for item in inputs:
         t0 = time.perf_counter()
         try:
-            if _is_path(item):
-                item = _read_input(item, settings.detect, settings.use_mask)
-            loaded.append((item, None, time.perf_counter() - t0))
+            got = _read_input(item, settings.detect, settings.use_mask) if _is_path(item) else item
+            loaded.append((got, None, time.perf_counter() - t0))
         except Exception as err:  # bad input: this blend fails, the others go on
-            loaded.append((None, f"{type(err).__name__}: {err}", time.perf_counter() - t0))
+            message = str(err)
+            if _is_path(item) and os.fspath(item) not in message:
+                message = f"{os.fspath(item)}: {message}"
+            loaded.append((None, f"{type(err).__name__}: {message}", time.perf_counter() - t0))
     return loaded
 
 
