@@ -439,6 +439,13 @@ def cmd_batch(args) -> int:
     from .errors import BadFileError, BadInputError
     from .measure import measure, measurement_table
 
+    if args.workers is not None or args.scheduler is not None:  # on Dask: distributed.py
+        from .distributed import run_batch_command
+
+        return run_batch_command(_batch_inputs(args.inputs), args.out, workers=args.workers,
+                                 scheduler=args.scheduler, options=_fit_options(args),
+                                 detect=args.detect, use_mask=not args.no_mask,
+                                 progress=args.progress)
     files = _batch_inputs(args.inputs)
     opts = _fit_options(args)
     out = Path(args.out)
@@ -578,6 +585,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show a progress bar (needs tqdm)")
     batch.add_argument("--detect", action="store_true", help="detect the sources in every input")
     batch.add_argument("--no-mask", action="store_true", help="ignore the inputs' mask planes")
+    dask = batch.add_mutually_exclusive_group()
+    dask.add_argument("--workers", type=int, metavar="N",
+                      help="run on a new local Dask cluster of N worker processes (dask "
+                      "extra); writes partitions/, run.json, index.json (scarlet_jax.distributed)")
+    dask.add_argument("--scheduler", metavar="ADDRESS",
+                      help="run on the Dask cluster at ADDRESS (e.g. tcp://host:8786); same "
+                      "output layout as --workers")
     _add_fit_options(batch)
     batch.set_defaults(func=cmd_batch)
     return parser

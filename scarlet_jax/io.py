@@ -54,11 +54,15 @@ __all__ = [
     "import_scarlet_lite",
     "load",
     "load_result",
+    "load_results",
     "save",
     "save_result",
+    "save_results",
 ]
 
 FORMAT = "scarlet_jax.result"
+#: Format tag of a file holding several results (:func:`save_results`).
+MANY_FORMAT = "scarlet_jax.results"
 #: Version of the ``.npz`` layout; files with a larger number are refused.
 SCHEMA_VERSION = 1
 LITE_VERSION = "1.0.0"
@@ -141,16 +145,19 @@ def _atomic_write(path: Path):
         raise
 
 
-def _collect(result: DeblendResult) -> tuple[dict[str, np.ndarray], dict]:
+def _collect(result: DeblendResult, bare_ok: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """Arrays and metadata of a result; ``bare_ok``: a failed result without an observation
+    (its input could not be read) is stored without one."""
     if not isinstance(result, DeblendResult):
         raise BadInputError(f"expected a DeblendResult, got {type(result).__name__}")
     obs = result.observation
-    if not isinstance(obs, Observation):
+    bare = bare_ok and obs is None and result.error is not None
+    if not isinstance(obs, Observation) and not bare:
         raise BadInputError(
             f"result.observation is a {type(obs).__name__}, not an Observation: nothing to save"
         )
     arrays: dict[str, np.ndarray] = {}
-    for name in _observation_fields():
+    for name in () if bare else _observation_fields():
         arrays[f"observation.{name}"] = np.asarray(getattr(obs, name))
     fields = {}
     for f in dataclasses.fields(result):
@@ -168,8 +175,9 @@ def _collect(result: DeblendResult) -> tuple[dict[str, np.ndarray], dict]:
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "library_version": _library_version(),
-        "bands": list(obs.bands),
-        "shape": list(obs.shape),
+        "bands": [] if bare else list(obs.bands),
+        "shape": [] if bare else list(obs.shape),
+        "has_observation": not bare,
         "n_sources": int(np.asarray(result.centers).shape[0]),
         "n_components": int(np.asarray(result.spectra).shape[0]),
         "box_shape": list(np.asarray(result.morphs).shape[1:]),
@@ -278,26 +286,11 @@ def load(path) -> DeblendResult:
                 raise BadFileError(f"{where}: not a scarlet_jax result file (no metadata)")
             text = _read_npy(zf.read("metadata.npy"))
             meta = _check_meta(json.loads(str(text)), where)
-            arrays = {}
             expected = meta["arrays"]
             extra = sorted(members - {k + ".npy" for k in expected} - {"metadata.npy"})
             if extra:
                 raise BadFileError(f"{where}: unexpected member(s) {extra}")
-            for key, spec in expected.items():
-                if key + ".npy" not in members:
-                    raise BadFileError(f"{where}: array {key!r} is missing")
-                info = zf.getinfo(key + ".npy")
-                if info.file_size > os.path.getsize(path):
-                    raise BadFileError(f"{where}: member {key!r} has an implausible size")
-                arr = _read_npy(zf.read(key + ".npy"))
-                if list(arr.shape) != list(spec["shape"]) or arr.dtype.str != spec["dtype"]:
-                    raise BadFileError(
-                        f"{where}: array {key!r} is {arr.dtype.str}{list(arr.shape)}, the "
-                        f"metadata says {spec['dtype']}{spec['shape']}"
-                    )
-                if _sha256(arr) != spec["sha256"]:
-                    raise BadFileError(f"{where}: checksum mismatch in array {key!r} (corrupted)")
-                arrays[key] = arr
+            arrays = _read_members(zf, expected, "", path)
         except BadFileError:
             raise
         except Exception as err:  # zip CRC errors, bad headers, bad JSON: all mean corruption
@@ -311,6 +304,95 @@ def load(path) -> DeblendResult:
 load_result = load
 
 
+def _read_members(zf: zipfile.ZipFile, expected: dict, prefix: str, path: Path) -> dict:
+    """The arrays listed in ``expected`` (stored as ``prefix + key``), each checked against
+    its shape, dtype and sha256; keyed without the prefix."""
+    where = str(path)
+    members = {info.filename for info in zf.infolist()}
+    arrays = {}
+    for key, spec in expected.items():
+        name = prefix + key + ".npy"
+        if name not in members:
+            raise BadFileError(f"{where}: array {prefix + key!r} is missing")
+        if zf.getinfo(name).file_size > os.path.getsize(path):
+            raise BadFileError(f"{where}: member {prefix + key!r} has an implausible size")
+        arr = _read_npy(zf.read(name))
+        if list(arr.shape) != list(spec["shape"]) or arr.dtype.str != spec["dtype"]:
+            raise BadFileError(
+                f"{where}: array {prefix + key!r} is {arr.dtype.str}{list(arr.shape)}, the "
+                f"metadata says {spec['dtype']}{spec['shape']}"
+            )
+        if _sha256(arr) != spec["sha256"]:
+            raise BadFileError(f"{where}: checksum mismatch in array {prefix + key!r} (corrupted)")
+        arrays[key] = arr
+    return arrays
+
+
+def save_results(results, path) -> Path:
+    """Write several results to one ``.npz`` (atomically).
+
+    Result ``i``'s arrays are stored as ``r<i>.<key>`` with the keys of :func:`save`; the
+    ``metadata`` member holds ``format`` ("scarlet_jax.results"), ``schema_version``,
+    ``library_version`` and ``results``: one :func:`save` metadata object per result. A
+    failed result whose input could not be read (``observation`` None) is stored without
+    an observation and loads back the same way.
+
+    Args:
+      results: a sequence of :class:`~scarlet_jax.result.DeblendResult`.
+      path: target file name.
+
+    Returns:
+      The path written.
+    """
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    metas = []
+    for i, result in enumerate(results):
+        one, meta = _collect(result, bare_ok=True)
+        arrays.update({f"r{i}.{k}": v for k, v in one.items()})
+        metas.append(meta)
+    meta = {
+        "format": MANY_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "library_version": _library_version(),
+        "results": metas,
+    }
+    with _atomic_write(path) as fh:
+        np.savez(fh, metadata=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    return path
+
+
+def load_results(path) -> list[DeblendResult]:
+    """Read a file written by :func:`save_results`; every array is checked as in
+    :func:`load`.
+
+    Raises:
+      FileNotFoundError: no such file.
+      BadFileError: truncated, corrupted, not a multi-result file, or a newer schema.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    where = str(path)
+    zf = _open_zip(path)
+    with zf:
+        try:
+            meta = json.loads(str(_read_npy(zf.read("metadata.npy"))))
+            if not isinstance(meta, dict) or meta.get("format") != MANY_FORMAT:
+                raise BadFileError(f"{where}: not a scarlet_jax multi-result file")
+            parts = []
+            for i, one in enumerate(meta["results"]):
+                one = _check_meta(one, f"{where} result {i}")
+                parts.append((one, _read_members(zf, one["arrays"], f"r{i}.", path)))
+        except BadFileError:
+            raise
+        except Exception as err:  # zip CRC errors, bad headers, bad JSON: all mean corruption
+            raise BadFileError(
+                f"{where}: corrupted result file ({type(err).__name__}: {err})"
+            ) from None
+    return [_build(one, arrays, f"{where} result {i}") for i, (one, arrays) in enumerate(parts)]
+
+
 def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> DeblendResult:
     try:
         prefix = "observation."
@@ -321,7 +403,8 @@ def _build(meta: dict, arrays: dict[str, np.ndarray], where: str) -> DeblendResu
                 f"{where}: observation field(s) {unknown} unknown to this scarlet_jax; "
                 "upgrade scarlet_jax"
             )
-        obs = Observation(**obs_kwargs, bands=tuple(meta["bands"]))
+        has_obs = meta.get("has_observation", True)
+        obs = Observation(**obs_kwargs, bands=tuple(meta["bands"])) if has_obs else None
         kwargs = {"observation": obs}
         names = {f.name for f in dataclasses.fields(DeblendResult)}
         for key, arr in arrays.items():

@@ -371,3 +371,26 @@ def test_import_errors(hsc, tmp_path):
             io.import_scarlet_lite(LITE_JSON, small)
         with pytest.raises(BadInputError, match="observations"):
             io.import_scarlet_lite(LITE_JSON, [obs, obs])
+
+
+# -------------------------------------------------------------------- several results in one file
+
+
+def test_save_results_round_trip_with_a_bare_failed_result(result, tmp_path):
+    failed = dataclasses.replace(result, observation=None, error="bad.npz: not an npz",
+                                 spectra=np.zeros((0, 0), np.float32))
+    path = io.save_results([result, failed, result], tmp_path / "many.npz")
+    back = io.load_results(path)
+    assert len(back) == 3
+    assert_results_equal(back[0], result)
+    assert_results_equal(back[2], result)
+    assert back[1].observation is None and back[1].status == "failed"
+    assert back[1].error == "bad.npz: not an npz" and back[1].spectra.shape == (0, 0)
+    with pytest.raises(BadFileError, match="multi-result"):
+        io.load_results(io.save(result, tmp_path / "one.npz"))
+    start, size = _member_data_offset(path, "r2.result.morphs.npy")
+    data = bytearray(path.read_bytes())
+    data[start + size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadFileError, match="corrupted"):
+        io.load_results(path)
