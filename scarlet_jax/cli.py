@@ -28,6 +28,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["main", "build_parser", "enable_compilation_cache", "EXIT_OK", "EXIT_INTERNAL",
            "EXIT_BAD_INPUT", "EXIT_PARTIAL"]
@@ -391,8 +392,15 @@ def _fit_named(engine, items, names, opts, args, console):
     are re-issued with its file name (and "skipped" ones dropped: the row says it)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = engine(items, opts, chunk_size=args.chunk_size,
-                         progress=args.show_progress and len(items) > 1)
+        try:
+            results = engine(items, opts, chunk_size=args.chunk_size,
+                             progress=args.show_progress and len(items) > 1)
+        except (ValueError, ArithmeticError, MemoryError) as err:
+            # one input the engine cannot take (a size beyond its limits, ...) must not
+            # sink the group: fit each alone, and fail only the ones that fail alone
+            console.err(f"a group of {len(items)} inputs failed together ({_one_line(err)}); "
+                        "fitting them one by one", level=2)
+            results = [_fit_alone(engine, item, opts, args) for item in items]
     for w in caught:
         text = str(w.message)
         if _SKIPPED.match(text):
@@ -402,6 +410,19 @@ def _fit_named(engine, items, names, opts, args, console):
             text = f"{names[int(match.group(1))]}: {text[match.end():]}"
         warnings.warn_explicit(text, w.category, w.filename, w.lineno)
     return results
+
+
+class _Failed(NamedTuple):
+    """An input the engine could not fit (only ``error`` is read)."""
+
+    error: str
+
+
+def _fit_alone(engine, item, opts, args):
+    try:
+        return engine([item], opts, chunk_size=args.chunk_size, progress=False)[0]
+    except (ValueError, ArithmeticError, MemoryError) as err:
+        return _Failed(f"{type(err).__name__}: {_one_line(err)}")
 
 
 def _prevalidate(blend, opts):
@@ -549,8 +570,12 @@ class _Bar:
     def __init__(self, total: int, enabled: bool):
         self.bar = None
         if enabled:
-            from tqdm.auto import tqdm
-
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # a core dependency, but an install may lack it
+                print(f"{PROG}: tqdm is not installed: no progress bar (pip install tqdm)",
+                      file=sys.stderr)
+                return
             self.bar = tqdm(total=total, unit="input", desc=PROG, leave=False)
 
     @property

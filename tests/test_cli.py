@@ -466,3 +466,34 @@ def test_every_option_has_a_flag_or_the_escape_hatch():
                                                        f"{name}={value}"]))
     batch = parser.parse_args(["batch", "d", "--chunk-size", "8", "--group-size", "4"])
     assert batch.chunk_size == 8 and batch.group_size == 4
+
+
+def test_batch_isolates_an_input_the_engine_rejects(small_inputs, tmp_path, monkeypatch):
+    """An engine error on one input (an image beyond its size limits) used to abort the
+    batch; now that input fails alone and the others are written."""
+    import shutil
+
+    import scarlet_jax.cli as cli
+
+    src = tmp_path / "in"
+    shutil.copytree(small_inputs, src)
+    with np.load(src / "good1.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    for k in ("images", "variance"):
+        arrays[k] = np.pad(arrays[k], ((0, 0), (0, 4), (0, 4)), mode="edge")
+    np.savez(src / "huge.npz", **arrays)
+    real = cli.fit_group
+
+    def picky(items, opts, **kwargs):
+        if any(obs.shape[1] == 36 for obs, _ in items):
+            raise ValueError("box size 301 is larger than the largest bucket 241")
+        return real(items, opts, **kwargs)
+
+    monkeypatch.setattr(cli, "fit_group", picky)
+    out = tmp_path / "out"
+    assert main(["batch", str(src), "--out", str(out), "--no-progress", *CHEAP[:2]]) == 3
+    rows = {Path(r["input"]).name: r for r in _table_rows(out, "batch")}
+    assert rows["huge.npz"]["status"] == "failed" and "box size" in rows["huge.npz"]["error"]
+    assert rows["good0.npz"]["status"] != "failed" and rows["good1.npz"]["status"] != "failed"
+    assert sorted(p.name for p in out.glob("*.result.npz")) == ["good0.result.npz",
+                                                                "good1.result.npz"]
