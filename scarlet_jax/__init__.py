@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import datasets, inputs, io, measure, prox
+from . import datasets, inputs, io, measure, prox, tables
 from .batch import deblend_batch
 from .components import Components, Placement
 from .deblend import deblend
@@ -42,6 +42,7 @@ __all__ = [
     "display",
     "inputs",
     "prox",
+    "tables",
     "io",
     "load",
     "measure",

@@ -242,6 +242,7 @@ def test_fits_input_and_catalogs(tmp_path, hsc_npz):
         arrays = {k: f[k] for k in f.files}
     header = fits.Header()
     header["BANDS"] = ",".join(str(b) for b in arrays["filters"])
+    header["BUNIT"] = "nJy"
     cat = Table({"y": arrays["catalog"]["y"], "x": arrays["catalog"]["x"]})
     hdul = fits.HDUList([
         fits.PrimaryHDU(),
@@ -257,6 +258,9 @@ def test_fits_input_and_catalogs(tmp_path, hsc_npz):
     assert main(["deblend", str(path), "--out", str(out), "--no-plots", *FAST]) == 0
     res = io.load(out / "result.npz")
     assert res.n_sources == 7 and res.observation.bands == ("g", "r", "i", "z", "y")
+    _, columns, meta = read_ecsv(out / "sources.ecsv")
+    assert {c["name"]: c.get("unit") for c in columns}["flux_conserved_z"] == "nJy"
+    assert meta["flux_unit"] == "nJy" and meta["input"] == str(path)
     # catalogs as ECSV and FITS tables (reversed, so we can tell they were used)
     cat[::-1].write(tmp_path / "cat.ecsv", format="ascii.ecsv")
     cat[::-1].write(tmp_path / "cat.fits")
