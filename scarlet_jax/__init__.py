@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import datasets, io, measure, prox
+from . import datasets, inputs, io, measure, prox, tables
 from .batch import deblend_batch
 from .components import Components, Placement
 from .deblend import deblend
@@ -14,6 +14,16 @@ from .options import DEFAULTS, LSST_PIPELINE
 from .result import DeblendResult
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``sj.display`` (pictures; needs matplotlib) is imported on first use, so importing
+    scarlet_jax never imports matplotlib."""
+    if name == "display":
+        import importlib
+
+        return importlib.import_module(".display", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "BadFileError",
@@ -29,7 +39,10 @@ __all__ = [
     "deblend",
     "deblend_batch",
     "detect",
+    "display",
+    "inputs",
     "prox",
+    "tables",
     "io",
     "load",
     "measure",

@@ -7,19 +7,28 @@ and notebooks alike. Every ``plot_*`` function writes a PNG and returns its path
 
 Colour images use the asinh mapping of Lupton et al. (2004, PASP 116, 133) on any number
 of bands: the bands are spread over blue, green and red by wavelength order
-(:func:`channel_map`), the three channels share one intensity stretch, so colours are
-preserved; residuals use the same stretch, signed, around a mid-grey zero.
+(:func:`channel_map`, named in every title), the three channels share one intensity
+stretch, so colours are preserved; residuals use the same stretch, signed, around a
+mid-grey zero. The stretch comes from the noise (:func:`noise_scaling`): black is the
+background level, the asinh softening is twice the noise of the intensity image, so the
+noise stays a dim grain and faint sources show above it, and the brightest pixels just
+saturate. Axes are 0-based pixels (x right, y up), as the tables give positions; masked
+pixels (weight 0) are shaded magenta.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 __all__ = [
+    "Scaling",
     "auto_stretch",
     "channel_map",
+    "channel_names",
+    "noise_scaling",
     "lupton_rgb",
     "plot_data_model_residual",
     "plot_loss",
@@ -27,6 +36,11 @@ __all__ = [
     "plot_sources",
     "signed_rgb",
 ]
+
+MASK_COLOR = (1.0, 0.0, 1.0)
+#: Pixels whose 3x3-smoothed intensity is below about this significance are shown grey;
+#: brighter ones gain their colour gradually (noise has no colour worth showing).
+GREY_SNR = 3.0
 
 _COLORS = (
     "#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#ffff33", "#a65628", "#f781bf",
@@ -54,6 +68,77 @@ def channel_map(n_bands: int) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
+def channel_names(bands) -> str:
+    """Which bands make R, G and B (as :func:`channel_map` mixes them), e.g.
+    ``"R = z+y, G = r+i+z, B = g+r"``."""
+    bands = [str(b) for b in bands]
+    w = channel_map(len(bands))
+    parts = []
+    for c, name in enumerate("RGB"):
+        used = [bands[b] for b in range(len(bands)) if w[c, b] > 1e-6]
+        parts.append(f"{name} = {'+'.join(used)}")
+    return ", ".join(parts)
+
+
+class Scaling(NamedTuple):
+    """Parameters of :func:`lupton_rgb`: black point, linear range, asinh softening, and
+    the noise of the intensity image (colours fade to grey below a few times it)."""
+
+    minimum: float
+    stretch: float
+    q: float
+    noise: float = 0.0
+
+
+def noise_scaling(images: np.ndarray, noise_rms=None, weights=None, softening: float = 2.0,
+                  percentile: float = 99.9) -> Scaling:
+    """A :func:`lupton_rgb` scaling set from the noise, so noisy data show no confetti.
+
+    With ``I`` the intensity (mean of the R, G, B mixes of the bands), the picture is
+    ``asinh((I - minimum) / beta) / asinh((I_top - minimum) / beta)``: ``minimum`` is the
+    median of ``I`` (the background is black), ``beta = softening * sigma_I`` keeps the
+    noise in the dim, linear part, and ``I_top``, the ``percentile`` of ``I``, just
+    saturates. In :func:`lupton_rgb`'s terms ``q = asinh((I_top - minimum) / beta)`` and
+    ``stretch = q * beta``. Where the 3x3-smoothed intensity is not significant
+    (``GREY_SNR``) a pixel's colour fades to grey (noise has no colour worth showing:
+    this is what removes the confetti).
+
+    Args:
+      images: (B, H, W) images, bluest band first.
+      noise_rms: optional (B,) noise per band; default a robust estimate (MAD) from the
+        intensity image.
+      weights: optional (B, H, W) inverse variance; pixels with weight 0 in every band
+        are left out of the statistics.
+      softening: ``beta`` in units of the intensity noise.
+      percentile: the intensity that just saturates.
+
+    Returns:
+      A :class:`Scaling`.
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim == 2:
+        images = images[None]
+    intensity = _to_rgb(images).mean(axis=-1)
+    valid = np.isfinite(intensity)
+    if weights is not None:
+        valid &= (np.asarray(weights) > 0).any(axis=0)
+    values = intensity[valid] if valid.any() else intensity.ravel()
+    if values.size == 0:
+        return Scaling(0.0, 1.0, 1.0)
+    background = float(np.median(values))
+    if noise_rms is not None:
+        mix = channel_map(images.shape[0]).mean(axis=0)  # (B,) weight of each band in I
+        sigma = float(np.sqrt(np.sum((mix * np.asarray(noise_rms, np.float64)) ** 2)))
+    else:
+        sigma = 1.4826 * float(np.median(np.abs(values - background)))
+    top = float(np.percentile(values, percentile)) - background
+    if not sigma > 0:
+        sigma = top / 100 if top > 0 else 1.0
+    beta = softening * sigma
+    q = float(np.arcsinh(max(top, 3 * beta) / beta))
+    return Scaling(background, q * beta, q, sigma)
+
+
 def _to_rgb(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images, dtype=np.float64)
     if images.ndim == 2:
@@ -74,7 +159,8 @@ def auto_stretch(images: np.ndarray, percentile: float = 99.5, fraction: float =
 
 
 def lupton_rgb(
-    images: np.ndarray, stretch: float | None = None, q: float = 10.0, minimum: float = 0.0
+    images: np.ndarray, stretch: float | None = None, q: float = 10.0, minimum: float = 0.0,
+    *, scaling: Scaling | None = None,
 ) -> np.ndarray:
     """Lupton et al. (2004) asinh colour image of any number of bands.
 
@@ -84,16 +170,21 @@ def lupton_rgb(
 
     Args:
       images: (B, H, W) (or (H, W)) images, bluest band first (see :func:`channel_map`).
-      stretch: linear range of the asinh; None picks :func:`auto_stretch`.
+      stretch: linear range of the asinh; None: the whole scaling (stretch, q and
+        minimum) from :func:`noise_scaling`.
       q: asinh softening (larger: more compression of bright parts).
       minimum: black point subtracted from every channel.
+      scaling: a :class:`Scaling` (overrides stretch, q and minimum).
 
     Returns:
       (H, W, 3) float64 in [0, 1].
     """
-    rgb = _to_rgb(images) - minimum
-    if stretch is None:
-        stretch = auto_stretch(images)
+    noise = 0.0
+    if scaling is None and stretch is None:
+        scaling = noise_scaling(images)
+    if scaling is not None:
+        minimum, stretch, q, noise = scaling
+    rgb = _fade_to_grey(_to_rgb(images) - minimum, noise)
     if not stretch > 0 or not q > 0:
         raise ValueError(f"stretch and q must be > 0, got stretch={stretch}, q={q}")
     intensity = rgb.mean(axis=-1, keepdims=True)
@@ -106,14 +197,37 @@ def lupton_rgb(
     return np.clip(out, 0.0, 1.0)
 
 
-def signed_rgb(images: np.ndarray, stretch: float, q: float = 10.0) -> np.ndarray:
+def _box_mean(image: np.ndarray) -> np.ndarray:
+    """(H, W) mean over each pixel's 3x3 neighbourhood (edges padded by reflection)."""
+    padded = np.pad(image, 1, mode="reflect") if min(image.shape) > 1 else np.pad(image, 1,
+                                                                                  mode="edge")
+    h, w = image.shape
+    return sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0
+
+
+def _fade_to_grey(rgb: np.ndarray, noise: float) -> np.ndarray:
+    """(H, W, 3): colour only where there is signal. Each pixel's colour is mixed toward
+    its grey level by the significance of its 3x3-smoothed intensity ``S`` (noise
+    ``noise / 3``): grey below ``S = GREY_SNR - 1`` sigma, full colour from
+    ``GREY_SNR + 1`` sigma. Unchanged when ``noise`` is 0."""
+    if not noise > 0:
+        return rgb
+    grey = rgb.mean(axis=-1, keepdims=True)
+    snr = np.abs(_box_mean(grey[..., 0])) / (noise / 3.0)
+    keep = np.clip((snr - (GREY_SNR - 1.0)) / 2.0, 0.0, 1.0)[..., None]
+    return grey + keep * (rgb - grey)
+
+
+def signed_rgb(images: np.ndarray, stretch: float, q: float = 10.0,
+               noise: float = 0.0) -> np.ndarray:
     """Colour image of a signed image (a residual) on the :func:`lupton_rgb` stretch:
-    zero is mid-grey, positive brighter, negative darker; the colour shows the bands.
+    zero is mid-grey, positive brighter, negative darker; the colour shows the bands
+    (faded to grey below ``GREY_SNR * noise``, as in :func:`lupton_rgb`).
 
     Returns:
       (H, W, 3) float64 in [0, 1].
     """
-    rgb = _to_rgb(images)
+    rgb = _fade_to_grey(_to_rgb(images), noise)
     intensity = np.abs(rgb).mean(axis=-1, keepdims=True)
     pos = intensity > 0
     safe = np.where(pos, intensity, 1.0)
@@ -143,11 +257,32 @@ def _save(fig, path) -> Path:
     return path
 
 
-def _show(ax, rgb, title: str, extent=None):
+def _show(ax, rgb, title: str, extent=None, xlabel: bool = True, ylabel: bool = True):
+    """An RGB image on 0-based pixel axes (x right, y up)."""
     ax.imshow(rgb, origin="lower", interpolation="nearest", extent=extent)
-    ax.set_title(title, fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7, length=2)
+    if xlabel:
+        ax.set_xlabel("x [pixel]", fontsize=8)
+    if ylabel:
+        ax.set_ylabel("y [pixel]", fontsize=8)
+
+
+def _mask_overlay(ax, weights, window=None, extent=None) -> bool:
+    """Shade pixels with weight 0: magenta where every band is masked, lighter where some
+    are. Returns whether any pixel is shaded."""
+    bad = np.asarray(weights) <= 0  # (B, H, W)
+    if window is not None:
+        y0, x0, y1, x1 = window
+        bad = bad[:, y0:y1, x0:x1]
+    every, some = bad.all(axis=0), bad.any(axis=0)
+    if not some.any():
+        return False
+    overlay = np.zeros(every.shape + (4,))
+    overlay[..., :3] = MASK_COLOR
+    overlay[..., 3] = np.where(every, 0.6, np.where(some, 0.3, 0.0))
+    ax.imshow(overlay, origin="lower", interpolation="nearest", extent=extent)
+    return True
 
 
 def _color(s: int) -> str:
@@ -164,71 +299,118 @@ def _mark_sources(ax, centers, fontsize: int = 9):
                 path_effects=outline)
 
 
-def plot_data_model_residual(result, path, stretch: float | None = None, q: float = 10.0):
-    """Data, model and residual of a result as colour images, with the sources marked.
+def _scaling(result) -> Scaling:
+    obs = result.observation
+    return noise_scaling(obs.images, obs.noise_rms, obs.weights)
 
-    The model uses the data's stretch; the residual the same stretch, signed around a
-    mid-grey zero (:func:`signed_rgb`).
+
+def _colour_note(result) -> str:
+    return (f"colours: {channel_names(result.observation.bands)} (Lupton asinh; black = "
+            f"background, softening 2x noise, colour only where significant)")
+
+
+def plot_data_model_residual(result, path, stretch: float | None = None, q: float = 10.0):
+    """Data, model and residual of a result as colour images, with the sources marked and
+    masked pixels shaded.
+
+    The model uses the data's scaling (:func:`noise_scaling`); the residual the same
+    stretch, signed around a mid-grey zero (:func:`signed_rgb`).
 
     Args:
       result: a :class:`~scarlet_jax.result.DeblendResult`.
       path: PNG file to write.
-      stretch: as for :func:`lupton_rgb` (stretch None: from the data).
+      stretch: as for :func:`lupton_rgb` (stretch None: from the noise).
       q: as for :func:`lupton_rgb`.
 
     Returns:
       The path written.
     """
+    from matplotlib.patches import Patch
+
     data = np.asarray(result.observation.images)
-    stretch = auto_stretch(data) if stretch is None else stretch
+    scaling = _scaling(result) if stretch is None else Scaling(0.0, stretch, q)
     failed = result.error is not None or result.n_components == 0
     model = np.zeros_like(data) if failed else np.asarray(result.model)
     resid = data - model
     _, height, width = data.shape
     panel = 4.0
-    fig = _figure(3 * panel, panel * height / width + 0.6)
+    fig = _figure(3 * panel, panel * height / width + 1.0)
     axes = fig.subplots(1, 3)
     chi2 = "" if failed else f", chi^2/pixel {result.chi2_per_pixel():.3f}"
-    _show(axes[0], lupton_rgb(data, stretch, q), "data")
-    _show(axes[1], lupton_rgb(model, stretch, q), f"model ({result.status}{chi2})")
-    _show(axes[2], signed_rgb(resid, stretch, q), "residual (grey = 0)")
+    _show(axes[0], lupton_rgb(data, scaling=scaling), "data")
+    masked = _mask_overlay(axes[0], result.observation.weights)
+    _show(axes[1], lupton_rgb(model, scaling=scaling), f"model ({result.status}{chi2})",
+          ylabel=False)
+    _show(axes[2], signed_rgb(resid, scaling.stretch, scaling.q, scaling.noise),
+          "residual (grey = 0)", ylabel=False)
     for ax in axes:
         _mark_sources(ax, result.centers)
         ax.set_xlim(-0.5, width - 0.5)
         ax.set_ylim(-0.5, height - 0.5)
+    title = _colour_note(result)
     if result.error is not None:
-        fig.suptitle(f"failed: {result.error}", fontsize=9)
+        title = f"failed: {result.error}\n{title}"
+    fig.suptitle(title, fontsize=9)
+    if masked:
+        axes[0].legend(handles=[Patch(color=MASK_COLOR, alpha=0.6, label="masked (weight 0)")],
+                       loc="upper right", fontsize=7, framealpha=0.8)
     fig.tight_layout()
     return _save(fig, path)
 
 
+def _component_rank(component_source) -> np.ndarray:
+    """(K,) 0 for a source's first component, 1 for its second, ..."""
+    source = np.asarray(component_source)
+    rank = np.zeros(source.shape, int)
+    for s in np.unique(source):
+        rank[source == s] = np.arange(int((source == s).sum()))
+    return rank
+
+
 def plot_scene(result, path, stretch: float | None = None, q: float = 10.0):
-    """The data with every component's own box outlined in its source's colour and the
-    sources labelled.
+    """The data with every component's own box outlined in its source's colour (solid:
+    the source's first component, dashed: its second), component peaks, the sources
+    labelled, masked pixels shaded, and a legend.
 
     Returns:
       The path written.
     """
-    from matplotlib.patches import Rectangle
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
 
     data = np.asarray(result.observation.images)
     _, height, width = data.shape
-    fig = _figure(6.0, 6.0 * height / width + 0.4)
+    scaling = _scaling(result) if stretch is None else Scaling(0.0, stretch, q)
+    fig = _figure(6.0, 6.0 * height / width + 1.3)
     ax = fig.subplots(1, 1)
-    _show(ax, lupton_rgb(data, stretch, q), f"{result.n_sources} sources, "
-          f"{result.n_components} components")
+    _show(ax, lupton_rgb(data, scaling=scaling),
+          f"{result.n_sources} sources, {result.n_components} components\n"
+          f"{channel_names(result.observation.bands)}")
+    masked = _mask_overlay(ax, result.observation.weights)
     if result.n_components:
         boxes = result.component_boxes()
+        rank = _component_rank(result.component_source)
         for k, (y0, x0, y1, x1) in enumerate(boxes):
             s = int(result.component_source[k])
             ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
-                                   edgecolor=_color(s), lw=1.2, ls="-" if k % 2 == 0 else "--"))
+                                   edgecolor=_color(s), lw=1.2,
+                                   ls="-" if rank[k] == 0 else "--"))
             py, px = result.peaks[k]
             ax.plot(px, py, ".", color=_color(s), ms=4)
     _mark_sources(ax, result.centers, fontsize=11)
     ax.set_xlim(-0.5, width - 0.5)
     ax.set_ylim(-0.5, height - 0.5)
-    fig.tight_layout()
+    grey = "0.3"
+    handles = [
+        Line2D([], [], color=grey, ls="-", label="box of a source's 1st component"),
+        Line2D([], [], color=grey, ls="--", label="box of its 2nd component"),
+        Line2D([], [], color=grey, ls="", marker="+", ms=8, label="source center (index)"),
+        Line2D([], [], color=grey, ls="", marker=".", ms=6, label="component peak"),
+    ]
+    if masked:
+        handles.append(Patch(color=MASK_COLOR, alpha=0.6, label="masked pixel (weight 0)"))
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return _save(fig, path)
 
 
@@ -245,25 +427,38 @@ def _source_window(result, s: int, pad: int = 3) -> tuple[int, int, int, int]:
     return y0, x0, max(y1, y0 + 1), max(x1, x0 + 1)
 
 
+def _flux_line(bands, fluxes, noise_rms) -> str:
+    from .tables import FLOOR_RELATIVE
+
+    parts = []
+    for band, f, n in zip(bands, fluxes, noise_rms, strict=True):
+        f = 0.0 if abs(f) < FLOOR_RELATIVE * n else f
+        parts.append(f"{band} {f:.3g}")
+    return " ".join(parts)
+
+
 def plot_sources(result, path, stretch: float | None = None, q: float = 10.0,
-                 per_row: int = 3, max_sources: int = 48):
+                 per_row: int = 3, max_sources: int = 48, unit: str | None = None):
     """Per-source panels: the source's convolved model and its flux-conserved image (the
     data re-distributed by :func:`~scarlet_jax.measure.redistribute_flux`), cropped to the
-    source's boxes; both panels of a source share one stretch (by default from its model,
-    at least 5 times the mean noise rms, so faint sources stay visible above the noise).
+    source's boxes, with the per-band model and flux-conserved fluxes written under them.
+    Each source's pair shares one scaling: the blend's noise softening, saturating at the
+    source's own model peak, so faint sources are as visible as bright ones.
 
     Args:
       result: a :class:`~scarlet_jax.result.DeblendResult`.
       path: PNG file to write.
-      stretch: as for :func:`lupton_rgb` (stretch None: per source, from its model).
+      stretch: as for :func:`lupton_rgb` (stretch None: from the noise).
       q: as for :func:`lupton_rgb`.
       per_row: sources per row (two panels each).
       max_sources: show at most this many sources (the first ones).
+      unit: the flux unit named in the title (default "image units").
 
     Returns:
       The path written.
     """
     from .measure import redistribute_flux
+    from .tables import IMAGE_UNITS
 
     n = min(result.n_sources, max_sources) if result.n_components else 0
     if n == 0:
@@ -273,31 +468,46 @@ def plot_sources(result, path, stretch: float | None = None, q: float = 10.0,
         ax.text(0.5, 0.5, "no sources" if result.error is None else f"failed: {result.error}",
                 ha="center", va="center", fontsize=9, wrap=True)
         return _save(fig, path)
+    obs = result.observation
     models = np.asarray(result.source_models())
-    floor = 5.0 * float(np.mean(result.observation.noise_rms))
-    conserved, fluxes = redistribute_flux(result)
+    blend = _scaling(result)
+    beta = blend.stretch / blend.q  # the noise softening of the whole blend
+    conserved, conserved_fluxes = redistribute_flux(result)
+    model_fluxes = np.asarray(result.source_fluxes)
     per_row = max(1, min(per_row, n))
     rows = -(-n // per_row)
-    fig = _figure(2 * per_row * 2.2, rows * 2.5)
+    fig = _figure(2 * per_row * 2.3, rows * 2.9 + 0.7)
     axes = np.asarray(fig.subplots(rows, 2 * per_row, squeeze=False))
     for ax in axes.ravel():
         ax.axis("off")
     for s in range(n):
-        y0, x0, y1, x1 = _source_window(result, s)
+        y0, x0, y1, x1 = window = _source_window(result, s)
         extent = (x0 - 0.5, x1 - 0.5, y0 - 0.5, y1 - 0.5)
         row, col = divmod(s, per_row)
         ax_m, ax_c = axes[row, 2 * col], axes[row, 2 * col + 1]
         for ax in (ax_m, ax_c):
             ax.axis("on")
-        total = float(fluxes[s].sum())
         crop = models[s][:, y0:y1, x0:x1]
-        this = max(auto_stretch(crop), floor) if stretch is None else stretch
-        _show(ax_m, lupton_rgb(crop, this, q), f"{s}: model", extent=extent)
-        _show(ax_c, lupton_rgb(conserved[s][:, y0:y1, x0:x1], this, q),
-              f"{s}: conserved ({total:.3g})", extent=extent)
+        if stretch is None:  # the blend's noise softening, saturating at this source's peak
+            top = float(_to_rgb(crop).mean(axis=-1).max())
+            q_s = float(np.arcsinh(max(top, 3 * beta) / beta))
+            scaling = Scaling(0.0, q_s * beta, q_s, blend.noise)
+        else:
+            scaling = Scaling(0.0, stretch, q)
+        _show(ax_m, lupton_rgb(crop, scaling=scaling),
+              f"source {s}: model", extent=extent, xlabel=False, ylabel=False)
+        _show(ax_c, lupton_rgb(conserved[s][:, y0:y1, x0:x1], scaling=scaling),
+              f"source {s}: flux-conserved", extent=extent, xlabel=False, ylabel=False)
+        _mask_overlay(ax_c, obs.weights, window, extent)
+        ax_m.set_xlabel("F: " + _flux_line(obs.bands, model_fluxes[s], obs.noise_rms),
+                        fontsize=7)
+        ax_c.set_xlabel("C: " + _flux_line(obs.bands, conserved_fluxes[s], obs.noise_rms),
+                        fontsize=7)
         for ax in (ax_m, ax_c):
             ax.spines[:].set_color(_color(s))
             ax.spines[:].set_linewidth(2)
+    fig.suptitle(f"F: model flux, C: flux-conserved flux, per band, in {unit or IMAGE_UNITS}; "
+                 f"axes: pixels; {channel_names(obs.bands)}", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -38,6 +38,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -80,11 +81,14 @@ def _need_dask():
     return distributed
 
 
-def _read_input(path, detect: bool, use_mask: bool):
-    """(observation, centers) of an npz/FITS input file in the CLI's formats."""
-    from .cli import load_input
+def _read_input(path, detect: bool, use_mask: bool, bad_bits=None, mask_planes=None):
+    """(observation, centers) of an npz/FITS input file in the CLI's formats
+    (:func:`scarlet_jax.inputs.read_blend`)."""
+    from .inputs import read_blend
 
-    return load_input(path, detect=detect, use_mask=use_mask)
+    blend = read_blend(path, detect=detect, use_mask=use_mask, bad_bits=bad_bits,
+                       mask_planes=mask_planes)
+    return blend.observation, blend.centers
 
 
 # ------------------------------------------------------------------------------ ids and plan
@@ -148,6 +152,8 @@ class _Settings:
     detect: bool
     use_mask: bool
     compile_cache: str | None
+    bad_bits: Any = None
+    mask_planes: dict | None = None
 
 
 # ------------------------------------------------------------------------------ run record
@@ -159,7 +165,8 @@ def _encode_options(options: dict) -> dict:
     return {k: _encode(v, k) for k, v in sorted(options.items())}
 
 
-def _run_record(options: dict, detect: bool, use_mask: bool) -> dict:
+def _run_record(options: dict, detect: bool, use_mask: bool, bad_bits=None,
+                mask_planes=None) -> dict:
     from . import __version__
     from .options import resolve_options
 
@@ -169,7 +176,8 @@ def _run_record(options: dict, detect: bool, use_mask: bool) -> dict:
         "layout_version": LAYOUT_VERSION,
         "library_version": __version__,
         "options": _encode_options(values),
-        "inputs": {"detect": bool(detect), "use_mask": bool(use_mask)},
+        "inputs": {"detect": bool(detect), "use_mask": bool(use_mask),
+                   "bad_bits": _plain(bad_bits), "mask_planes": _plain(mask_planes)},
     }
 
 
@@ -194,6 +202,15 @@ def _check_run(out: Path, record: dict) -> None:
                 f"{out} holds results made with other {what} ({diff}); results from mixed "
                 "settings would mix silently: use a new out_dir, or the same settings"
             )
+
+
+def _plain(value):
+    """A JSON-able copy of a bad-bits / mask-planes setting (None stays None)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    return [_plain(v) for v in value]
 
 
 def _differences(old, new) -> str:
@@ -251,7 +268,8 @@ def _load_items(inputs: list, settings: _Settings):
     for item in inputs:
         t0 = time.perf_counter()
         try:
-            got = _read_input(item, settings.detect, settings.use_mask) if _is_path(item) else item
+            got = (_read_input(item, settings.detect, settings.use_mask, settings.bad_bits,
+                               settings.mask_planes) if _is_path(item) else item)
             loaded.append((got, None, time.perf_counter() - t0))
         except Exception as err:  # bad input: this blend fails, the others go on
             message = str(err)
@@ -532,6 +550,8 @@ def deblend_catalog(
     batch_size: int = 64,
     detect: bool = False,
     use_mask: bool = True,
+    bad_bits=None,
+    mask_planes: dict | None = None,
     retries: int = 3,
     progress: bool = True,
     compile_cache: str | None = None,
@@ -551,7 +571,9 @@ def deblend_catalog(
         started (and closed) for this call.
       batch_size: blends per partition (one task, one ``deblend_batch`` call).
       detect: detect the sources of file inputs (ignore their catalogs).
-      use_mask: apply file inputs' mask planes.
+      use_mask: apply file inputs' masks.
+      bad_bits, mask_planes: which bits of an integer mask are bad, and names for them
+        (as for :func:`scarlet_jax.inputs.read_blend`).
       retries: times the scheduler retries a partition whose task failed or whose worker
         died.
       progress: show dask's progress bar and print the summary.
@@ -570,8 +592,9 @@ def deblend_catalog(
         raise BadInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    _check_run(out, _run_record(options, detect, use_mask))
-    settings = _Settings(str(out), dict(options), bool(detect), bool(use_mask), compile_cache)
+    _check_run(out, _run_record(options, detect, use_mask, bad_bits, mask_planes))
+    settings = _Settings(str(out), dict(options), bool(detect), bool(use_mask), compile_cache,
+                         bad_bits, None if mask_planes is None else dict(mask_planes))
     own_cluster = None
     if client is None:
         try:
@@ -743,10 +766,12 @@ def read_catalog(out_dir, pandas: bool | None = None):
 
 def run_batch_command(inputs: list, out_dir, *, workers: int | None, scheduler: str | None,
                       options: dict, detect: bool, use_mask: bool, progress: bool,
+                      bad_bits=None, mask_planes: dict | None = None,
                       compile_cache: str | None = None) -> int:
     """``scarlet-jax batch ... --workers N | --scheduler ADDRESS``: deblend the input files
     on a new ``LocalCluster`` of N single-threaded worker processes, or on the cluster at
-    ADDRESS; returns the exit code (0 when every partition finished, 1 otherwise).
+    ADDRESS; returns the CLI's exit code: 0 all blends deblended, 3 some inputs failed (each
+    is a row with its error in the manifest and catalog), 1 a partition did not finish.
 
     Raises:
       BadInputError: dask is not installed, bad ``workers``, or no input could be deblended.
@@ -769,7 +794,8 @@ def run_batch_command(inputs: list, out_dir, *, workers: int | None, scheduler: 
         client = distributed.Client(cluster)
     try:
         summary = deblend_catalog([str(p) for p in inputs], out_dir, client, detect=detect,
-                                  use_mask=use_mask, progress=progress,
+                                  use_mask=use_mask, bad_bits=bad_bits,
+                                  mask_planes=mask_planes, progress=progress,
                                   compile_cache=compile_cache, **options)
     finally:
         client.close()
@@ -779,4 +805,6 @@ def run_batch_command(inputs: list, out_dir, *, workers: int | None, scheduler: 
         print(summary)
     if summary.n_blends and summary.n_failed == summary.n_blends:
         raise BadInputError(f"none of the {summary.n_blends} inputs could be deblended")
-    return 0 if not summary.failed_partitions else 1
+    if summary.failed_partitions:
+        return 1
+    return 3 if summary.n_failed else 0

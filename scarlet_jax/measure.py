@@ -291,7 +291,13 @@ def measure(result, thresh: float = 1.0, mask_footprint: bool = True) -> Measure
       mask_footprint: zero masked data before re-distributing it.
 
     Returns:
-      A :class:`Measurement`.
+      A :class:`Measurement` (host arrays, one row per source; S sources, B bands):
+      ``bands`` (B names), ``centers`` (S, 2) (y, x) 0-based pixels, ``fluxes`` (S, B)
+      model flux in the model frame, ``conserved_fluxes`` (S, B) flux of the data
+      re-distributed in proportion to the convolved models, ``centroids`` (S, 2) (y, x),
+      ``chi2`` (S,) over the source's footprint summed over bands, ``n_pixels`` (S,)
+      (band, pixel) values with weight > 0 in it (summed over bands), ``chi2_per_pixel``
+      (S,), ``n_components`` (S,). Fluxes are in the image's units.
     """
     obs = result.observation
     n_sources = result.n_sources

@@ -24,6 +24,7 @@ __all__ = [
     "check_observation",
     "MODEL_PSF_SIGMA",
     "MODEL_PSF_SIZE",
+    "bad_pixels",
 ]
 
 MODEL_PSF_SIGMA = 0.8
@@ -150,8 +151,72 @@ def _normalised_psfs(name: str, psfs: np.ndarray) -> np.ndarray:
     return psfs / sums.reshape(sums.shape + (1, 1)) if psfs.ndim == 3 else psfs / sums[0]
 
 
-def _as_mask(mask, shape: tuple[int, int, int]) -> np.ndarray:
-    """(B, H, W) bool from a (B, H, W) or (H, W) bool or numeric mask (nonzero = bad)."""
+def _bit_value(bad_bits, mask_planes) -> int:
+    """The integer value with every bad bit set, from ``bad_bits`` (an int value, or a
+    sequence of bit numbers and/or plane names looked up in ``mask_planes``)."""
+    if isinstance(bad_bits, (bool, np.bool_)):
+        raise BadInputError(f"bad_bits: expected an int or a list of bits/plane names, "
+                            f"got {bad_bits!r}")
+    if isinstance(bad_bits, (int, np.integer)):
+        if bad_bits < 0:
+            raise BadInputError(f"bad_bits: a bit value mask must be >= 0, got {bad_bits}")
+        return int(bad_bits)
+    if isinstance(bad_bits, str):
+        bad_bits = [bad_bits]
+    planes = {} if mask_planes is None else dict(mask_planes)
+    for name, bit in planes.items():
+        if not isinstance(bit, (int, np.integer)) or isinstance(bit, (bool, np.bool_)) or not (
+            0 <= bit < 64
+        ):
+            raise BadInputError(f"mask_planes: plane {name!r} has bit {bit!r}; bits are "
+                                "integers 0..63")
+    value = 0
+    for item in bad_bits:
+        if isinstance(item, str):
+            if item not in planes:
+                known = ", ".join(f"{k}={v}" for k, v in sorted(planes.items(),
+                                                                key=lambda kv: kv[1]))
+                raise BadInputError(
+                    f"bad_bits: unknown mask plane {item!r} "
+                    + (f"(known planes: {known})" if planes else
+                       "(no mask_planes given: pass mask_planes={name: bit} or bit numbers)")
+                )
+            bit = int(planes[item])
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            bit = int(item)
+            if not 0 <= bit < 64:
+                raise BadInputError(f"bad_bits: bit numbers are 0..63, got {bit}")
+        else:
+            raise BadInputError(f"bad_bits: items are bit numbers or plane names, got {item!r}")
+        value |= 1 << bit
+    return value
+
+
+def _set_bits(values: np.ndarray) -> list[int]:
+    """Bit numbers set anywhere in the integer array ``values``."""
+    combined = int(np.bitwise_or.reduce(values.astype(np.int64).ravel() & ((1 << 63) - 1)))
+    return [b for b in range(64) if combined >> b & 1]
+
+
+def bad_pixels(mask, bad_bits=None, mask_planes=None) -> np.ndarray:
+    """Which pixels a mask marks as bad.
+
+    Args:
+      mask: a boolean array (True = bad), a 0/1 array, or an integer bit mask (each bit a
+        mask plane, as LSST's ``MaskX`` and most survey pipelines write them).
+      bad_bits: for an integer bit mask, the bits that make a pixel bad: an int (the bit
+        value mask, e.g. ``0b1011``), or a sequence of bit numbers (``[0, 1, 3]``) and/or
+        plane names (``["BAD", "SAT"]``, looked up in ``mask_planes``).
+      mask_planes: ``{plane name: bit number}`` of the mask (LSST ``MP_<NAME>`` cards).
+
+    Returns:
+      A bool array of the mask's shape, True where a pixel is bad.
+
+    Raises:
+      BadInputError: a non-numeric mask, an integer mask with values other than 0/1 and no
+        ``bad_bits`` (the message says how to choose), ``bad_bits`` given for a boolean
+        mask, an unknown plane name, a bit outside 0..63, or a non-integral float mask.
+    """
     try:
         arr = np.asarray(mask)
     except (TypeError, ValueError) as err:
@@ -159,10 +224,42 @@ def _as_mask(mask, shape: tuple[int, int, int]) -> np.ndarray:
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
     ):
-        raise BadInputError(f"mask: expected a boolean array (True = bad), got dtype {arr.dtype}")
-    if arr.shape not in (shape, shape[1:]):
-        raise BadInputError(f"mask {arr.shape} does not match images {shape} (or {shape[1:]})")
-    return np.broadcast_to(arr.astype(bool), shape)
+        raise BadInputError(f"mask: expected a boolean array (True = bad) or an integer bit "
+                            f"mask, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.bool_):
+        if bad_bits is not None:
+            raise BadInputError("mask: bad_bits applies to integer bit masks; this mask is "
+                                "boolean (True = bad)")
+        return arr
+    if np.iscomplexobj(arr):
+        raise BadInputError(f"mask: complex values (dtype {arr.dtype})")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not (np.isfinite(arr) & (arr == np.round(arr))).all():
+            raise BadInputError(f"mask {arr.shape}: float values that are not integers; "
+                                "expected a boolean mask (True = bad) or an integer bit mask")
+        arr = arr.astype(np.int64)
+    if bad_bits is None:
+        if np.isin(arr, (0, 1)).all():
+            return arr != 0
+        bits = _set_bits(arr)
+        names = {int(v): k for k, v in (mask_planes or {}).items()}
+        shown = ", ".join(f"{b} ({names[b]})" if b in names else str(b) for b in bits)
+        raise BadInputError(
+            f"mask {arr.shape}: an integer bit mask (values up to {int(arr.max())}; bits "
+            f"{shown} set), not a bad-pixel mask: say which bits are bad with "
+            "bad_bits=<bit value mask> or bad_bits=[bit numbers], or plane names with "
+            "mask_planes={name: bit}; or pass mask=None"
+        )
+    value = _bit_value(bad_bits, mask_planes)
+    return (arr.astype(np.int64) & value) != 0
+
+
+def _as_mask(mask, shape: tuple[int, int, int], bad_bits=None, mask_planes=None) -> np.ndarray:
+    """(B, H, W) bool from a (B, H, W) or (H, W) mask (see :func:`bad_pixels`)."""
+    bad = bad_pixels(mask, bad_bits, mask_planes)
+    if bad.shape not in (shape, shape[1:]):
+        raise BadInputError(f"mask {bad.shape} does not match images {shape} (or {shape[1:]})")
+    return np.broadcast_to(bad, shape)
 
 
 def make_observation(
@@ -172,6 +269,8 @@ def make_observation(
     *,
     bands: Sequence[str] | None = None,
     mask=None,
+    bad_bits=None,
+    mask_planes=None,
     model_psf=None,
     noise_rms=None,
 ) -> Observation:
@@ -189,7 +288,13 @@ def make_observation(
       psfs: (B, kh, kw) observed PSFs with odd sizes (a 2-d PSF is used for every band), at
         most (2H - 1, 2W - 1); PSFs not summing to 1 are normalised with a warning.
       bands: B distinct band names (default "0", "1", ...).
-      mask: optional (B, H, W) or (H, W) boolean, True where a pixel is bad (weight 0).
+      mask: optional (B, H, W) or (H, W) mask: boolean (True = bad pixel, weight 0), 0/1,
+        or an integer bit mask together with ``bad_bits`` (see :func:`bad_pixels`). An
+        integer mask with other values than 0 and 1 and no ``bad_bits`` raises.
+      bad_bits: for an integer bit mask, the bits that mark a bad pixel: an int (bit value
+        mask), or a list of bit numbers and/or plane names (with ``mask_planes``).
+      mask_planes: optional ``{plane name: bit number}`` naming the mask's bits, as LSST
+        ``MaskX`` planes are named (``{"BAD": 0, "SAT": 1, "CR": 3, ...}``).
       model_psf: optional (mh, mw) model PSF with odd sizes; default a pixel-integrated
         circular Gaussian with sigma 0.8 on 15x15 pixels.
       noise_rms: optional (B,) background rms; default mean sqrt(variance) over the valid
@@ -243,7 +348,12 @@ def make_observation(
         dup = next(b for b in bands if bands.count(b) > 1)
         raise BadInputError(f"bands {bands}: band name {dup!r} appears more than once")
 
-    masked = np.zeros(images.shape, dtype=bool) if mask is None else _as_mask(mask, images.shape)
+    if mask is None:
+        if bad_bits is not None:
+            raise BadInputError("bad_bits given without a mask")
+        masked = np.zeros(images.shape, dtype=bool)
+    else:
+        masked = _as_mask(mask, images.shape, bad_bits, mask_planes)
     nonfinite = ~(np.abs(images) <= F32_MAX)  # NaN, inf, and what float32 cannot hold
     if nonfinite.any():
         warnings.warn(

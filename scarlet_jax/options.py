@@ -14,7 +14,8 @@ from .constraints import SPARSITY, ConstraintConfig
 from .errors import BadInputError
 from .fit import OPTIMIZERS, FitConfig, FitParams
 
-__all__ = ["DEFAULTS", "LSST_PIPELINE", "MAX_ITER_LIMIT", "Options", "resolve_options"]
+__all__ = ["DEFAULTS", "LSST_PIPELINE", "MAX_ITER_LIMIT", "OPTION_DOCS", "Options",
+           "option_table", "resolve_options"]
 
 #: Initialisations: scarlet lite's chi^2 detection image, or a starlet-denoised one.
 INITS = ("chi2", "wavelet")
@@ -47,6 +48,46 @@ DEFAULTS: dict[str, Any] = dict(
     max_sources=1000,
     block=8,
 )
+
+#: What each option of :data:`DEFAULTS` does (one line each; the README's options table and
+#: the CLI's ``--help`` are rendered from it, and a test checks that every option has one).
+OPTION_DOCS: dict[str, str] = dict(
+    max_iter="most iterations of the fit",
+    e_rel="stop when the loss changes by less than this fraction of itself per iteration",
+    min_iter="fewest iterations before the convergence test",
+    optimizer="'adaprox' (proximal AMSGrad, scarlet lite's) or 'fista'",
+    init="initial morphologies from the chi^2 detection image ('chi2', scarlet lite's) "
+         "or a starlet-denoised one ('wavelet')",
+    monotonic="make morphologies decrease monotonically from the peak",
+    symmetric="make morphologies symmetric about the peak: one bool, or one per center",
+    sparsity="None, 'l0' or 'l1' sparsity of the morphologies",
+    sparsity_thresh="the L0/L1 threshold, in units of the noise rms",
+    fit_radius="half-size (pixels) of the window in which the peak is re-found",
+    bg_thresh="morphology pixels below this many noise rms are set to 0 during the fit",
+    initial_bg_thresh="the same threshold for the initial morphologies",
+    min_snr="signal-to-noise needed per extra component at initialisation",
+    max_components="components per source (1 or 2)",
+    fit_spectra="refit all spectra jointly after initialisation",
+    weighted_spectra="weight those spectrum fits by the inverse variance",
+    resize="resize the boxes every this many iterations (0: never)",
+    grow="pixels added around the significant pixels when a box is resized",
+    grow_margin="pixels of room in the slot box around each initial box",
+    morph_step="morphology step size (relative to the peak value)",
+    spectrum_step_noise="spectrum step of at least this x the band's noise rms",
+    spectrum_step_rel="spectrum step of at least this x the mean of the spectrum",
+    divergence_factor="a loss above this x (initial loss + pixels) marks the fit diverged",
+    max_sources="most sources per blend (None: no limit); more is an error",
+    block="iterations per lax.scan block between convergence checks",
+)
+
+
+def option_table() -> str:
+    """The options as a Markdown table (name, default, meaning), as the README shows it."""
+    lines = ["| option | default | meaning |", "|---|---|---|"]
+    for name, value in DEFAULTS.items():
+        lines.append(f"| `{name}` | `{value!r}` | {OPTION_DOCS.get(name, '(undocumented)')} |")
+    return "\n".join(lines)
+
 
 #: The LSST pipeline recipe used for scarlet lite's reference fit of hsc_cosmos_35.
 LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0)
@@ -178,3 +219,24 @@ def resolve_options(**options) -> Options:
         sparsity_thresh=v["sparsity_thresh"],
     )
     return Options(values=v, config=config, params=params)
+
+
+def _render_readme(path: str) -> None:
+    """Rewrite the options table of a README between its ``<!-- options-table -->``
+    markers (``python -m scarlet_jax.options README.md``)."""
+    from pathlib import Path
+
+    start, end = "<!-- options-table -->", "<!-- /options-table -->"
+    text = Path(path).read_text()
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    Path(path).write_text(f"{head}{start}\n{option_table()}\n{end}{tail}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) > 1:
+        _render_readme(sys.argv[1])
+    else:
+        print(option_table())

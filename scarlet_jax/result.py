@@ -16,7 +16,7 @@ from .render import insert
 __all__ = ["DeblendResult"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class DeblendResult:
     """The result of deblending one blend (host arrays, unpadded).
 
@@ -53,6 +53,19 @@ class DeblendResult:
     diverged: bool = False
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     error: str | None = None
+
+    def __repr__(self) -> str:
+        """One line, e.g. ``DeblendResult(7 sources, 10 components, 5 bands, converged
+        after 47 it, chi2/px 1.23)``; the arrays are attributes."""
+        n_bands = len(self.observation.bands) if hasattr(self.observation, "bands") else "?"
+        head = (f"{self.n_sources} sources, {self.n_components} components, {n_bands} bands")
+        if self.error is not None:
+            return f"DeblendResult({head}, failed: {self.error})"
+        try:
+            chi2 = f", chi2/px {self.chi2_per_pixel():.3g}"
+        except Exception:  # an observation edited beyond rendering: keep repr working
+            chi2 = ""
+        return f"DeblendResult({head}, {self.status} after {self.n_iter} it{chi2})"
 
     @property
     def n_sources(self) -> int:

@@ -76,9 +76,9 @@ def test_plots_write_pngs(result, tmp_path):
     assert p == tmp_path / "dmr.png"
     img = _assert_picture(p)
     assert img.shape[1] == 1200  # three 4-inch panels at 100 dpi
-    assert abs(img.shape[0] - round(100 * (4.0 * h / w + 0.6))) <= 1
+    assert abs(img.shape[0] - round(100 * (4.0 * h / w + 1.0))) <= 1
     _assert_picture(display.plot_scene(result, tmp_path / "scene.png"), 600,
-                    round(100 * (6.0 * h / w + 0.4)))
+                    round(100 * (6.0 * h / w + 1.3)))
     _assert_picture(display.plot_sources(result, tmp_path / "sub" / "sources.png"))
     loss = _read_png(display.plot_loss(result, tmp_path / "loss.png"))
     assert loss.shape[:2] == (350, 500) and loss[..., :3].std() > 0.05
@@ -102,3 +102,43 @@ def test_plots_of_a_failed_result(result, tmp_path):
                display.plot_loss):
         path = fn(failed, tmp_path / f"{fn.__name__}.png")
         assert path.stat().st_size > 1000
+
+
+def test_channel_names():
+    assert display.channel_names("grizy") == "R = z+y, G = r+i+z, B = g+r"
+    assert display.channel_names(["g", "r", "i"]) == "R = i, G = r, B = g"
+    assert display.channel_names(["x"]) == "R = x, G = x, B = x"
+
+
+def _colourfulness(rgb):
+    return float(np.mean(rgb.max(axis=-1) - rgb.min(axis=-1)))
+
+
+def test_default_stretch_shows_faint_sources_without_confetti(rng):
+    """Pure noise in 5 bands plus a faint source (peak 4 sigma per band): the noise must
+    come out dim and grey (no coloured confetti), the source brighter than the noise."""
+    sigma = np.array([1.0, 0.8, 1.2, 1.5, 2.0])
+    images = rng.normal(size=(5, 60, 60)) * sigma[:, None, None] + 10.0  # sky level 10
+    yy, xx = np.mgrid[:60, :60]
+    blob = np.exp(-((yy - 30) ** 2 + (xx - 30) ** 2) / (2 * 2.5**2))
+    images += 4 * sigma[:, None, None] * blob * np.array([1, 1, 2, 3, 4])[:, None, None] / 2
+    for scaling in (None, display.noise_scaling(images, sigma)):
+        rgb = display.lupton_rgb(images, scaling=scaling)
+        background = rgb[:15, :15]
+        assert _colourfulness(background) < 0.02  # grey grain, not confetti
+        assert background.mean() < 0.1  # the background is dark
+        assert rgb[28:33, 28:33].mean() > 4 * background.mean()  # the source shows
+        assert _colourfulness(rgb[28:33, 28:33]) > 2 * _colourfulness(background)
+
+
+def test_pictures_shade_masked_pixels(result, tmp_path):
+    weights = np.array(result.observation.weights)
+    weights[:, 5:15, 5:25] = 0
+    masked = dataclasses.replace(
+        result, observation=dataclasses.replace(result.observation, weights=weights))
+    for fn in (display.plot_data_model_residual, display.plot_scene):
+        img = _read_png(fn(masked, tmp_path / "m.png"))[..., :3]
+        magenta = (img[..., 0] > 0.45) & (img[..., 2] > 0.45) & (img[..., 1] < 0.2)
+        img0 = _read_png(fn(result, tmp_path / "u.png"))[..., :3]
+        magenta0 = (img0[..., 0] > 0.45) & (img0[..., 2] > 0.45) & (img0[..., 1] < 0.2)
+        assert magenta.sum() > magenta0.sum() + 500, fn.__name__

@@ -142,3 +142,37 @@ def test_check_observation_catches_edits_around_make_observation(arrays):
     for bad, match in cases:
         with pytest.raises(BadInputError, match=match):
             check_observation(bad)
+
+
+def test_integer_bit_mask_needs_bad_bits(arrays):
+    """A survey bit mask (values other than 0/1) used to mask every non-zero pixel."""
+    images, variance, psfs = arrays
+    bits = np.zeros((3, 24, 20), np.int32)
+    bits[:, :, :10] = 1 << 5  # DETECTED on half the image: not a defect
+    bits[0, 2, 3] |= 1 << 0  # BAD
+    bits[1, 4, 5] |= 1 << 3  # CR
+    bits[2, 6, 7] = 1 << 8  # NO_DATA
+    with pytest.raises(BadInputError, match=r"integer bit mask .*bits 0, 3, 5, 8 set.*bad_bits"):
+        make_observation(images, variance, psfs, mask=bits)
+    expected = np.zeros((3, 24, 20), bool)
+    expected[0, 2, 3] = expected[1, 4, 5] = True
+    planes = {"BAD": 0, "CR": 3, "DETECTED": 5, "NO_DATA": 8}
+    for kwargs in (dict(bad_bits=0b1001), dict(bad_bits=[0, 3]),
+                   dict(bad_bits=["BAD", "CR"], mask_planes=planes),
+                   dict(bad_bits=["BAD", 3], mask_planes=planes)):
+        obs = quiet(images, variance, psfs, mask=bits, **kwargs)
+        np.testing.assert_array_equal(np.asarray(obs.weights) == 0, expected, str(kwargs))
+    # a 0/1 integer mask is a bad-pixel mask; a boolean mask takes no bad_bits
+    obs = quiet(images, variance, psfs, mask=expected.astype(np.uint8))
+    np.testing.assert_array_equal(np.asarray(obs.weights) == 0, expected)
+    for kwargs, message in (
+        (dict(mask=expected, bad_bits=[0]), "bad_bits applies to integer bit masks"),
+        (dict(mask=bits, bad_bits=["SAT"], mask_planes=planes), "unknown mask plane 'SAT'"),
+        (dict(mask=bits, bad_bits=["BAD"]), "no mask_planes given"),
+        (dict(mask=bits, bad_bits=[64]), "bit numbers are 0..63"),
+        (dict(mask=bits, bad_bits=-1), ">= 0"),
+        (dict(mask=bits * 0.5, bad_bits=[0]), "not integers"),
+        (dict(bad_bits=[0]), "bad_bits given without a mask"),
+    ):
+        with pytest.raises(BadInputError, match=message):
+            make_observation(images, variance, psfs, **kwargs)
