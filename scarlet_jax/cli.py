@@ -775,14 +775,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="inputs read and fitted together; bounds memory, and progress "
                        "is reported per group (default 256)")
     _add_input_options(batch)
-    if args.workers is not None or args.scheduler is not None:  # on Dask: distributed.py
-        from .distributed import run_batch_command
-
-        return run_batch_command(_batch_inputs(args.inputs), prepare_out(args.out),
-                                 workers=args.workers, scheduler=args.scheduler,
-                                 options=_fit_options(args), detect=args.detect,
-                                 use_mask=not args.no_mask, bad_bits=args.bad_bits,
-                                 mask_planes=args.mask_planes, progress=args.show_progress)
+    dask = batch.add_mutually_exclusive_group()
+    dask.add_argument("--workers", type=int, metavar="N",
+                      help="run on a new local Dask cluster of N worker processes (dask "
+                      "extra); writes partitions/, run.json, index.json (scarlet_jax.distributed)")
+    dask.add_argument("--scheduler", metavar="ADDRESS",
+                      help="run on the Dask cluster at ADDRESS (e.g. tcp://host:8786); same "
+                      "output layout as --workers")
     _add_fit_options(batch)
     _add_common(batch)
     batch.set_defaults(func=cmd_batch)

@@ -38,8 +38,8 @@ import socket
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
