@@ -32,11 +32,17 @@ import jax
 
 import scarlet_jax as sj
 from scarlet_jax import distributed as sd
-from scarlet_jax.cli import load_input
+from scarlet_jax.inputs import read_blend
 
 OPTS = dict(max_iter=15)
 SMALL = dict(n_bands=3, psf_size=11)
 
+
+
+def _pair(path):
+    """(observation, centers) of an input file, as the CLI reads it."""
+    blend = read_blend(path)
+    return blend.observation, blend.centers
 
 def _blends(n, seed, shape=(24, 24), n_sources=(1, 2)):
     return [(b.observation, b.centers)
@@ -154,7 +160,7 @@ def test_small_run_end_to_end(client, compile_cache, hook_dir, tmp_path):
     bad_file.write_bytes(b"this is not an npz file")
     source = [a, b, bad_file, c, d, good_file, e, f]  # partitions of 4: 3 + 4 good blends
     first = sj.deblend_batch([a, b, c], **OPTS)
-    second = sj.deblend_batch([d, load_input(good_file), e, f], **OPTS)
+    second = sj.deblend_batch([d, _pair(good_file), e, f], **OPTS)
     references = first[:2] + [None] + first[2:] + second
     for r in first + second:  # warm the shared compile cache for the workers' measurements
         sj.measure.measure(r)
@@ -242,7 +248,7 @@ def test_dask_bag_of_files(client, compile_cache, tmp_path):
 
     items = _blends(4, seed=41)
     paths = [str(_write_input(tmp_path / f"in{i}.npz", it)) for i, it in enumerate(items)]
-    refs = sj.deblend_batch([load_input(p) for p in paths], **OPTS)
+    refs = sj.deblend_batch([_pair(p) for p in paths], **OPTS)
     out = tmp_path / "out"
     summary = sd.deblend_catalog(db.from_sequence(paths, npartitions=2), out, client,
                                  progress=False, compile_cache=compile_cache, **OPTS)
