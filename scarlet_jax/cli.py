@@ -470,6 +470,10 @@ def cmd_batch(args, console: Console) -> int:
     tables = []
     times = {"read": 0.0, "fit": 0.0, "write": 0.0}
     bar = _progress_bar(len(files), args.show_progress)
+    if not bar.visible:
+        groups = -(-len(files) // args.group_size)
+        console.err(f"deblending {len(files)} inputs"
+                    + (f" in {groups} groups of up to {args.group_size}" if groups > 1 else ""))
     done = 0
     for start in range(0, len(files), args.group_size):
         group = files[start : start + args.group_size]
