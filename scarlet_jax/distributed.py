@@ -572,8 +572,9 @@ def deblend_catalog(
       batch_size: blends per partition (one task, one ``deblend_batch`` call).
       detect: detect the sources of file inputs (ignore their catalogs).
       use_mask: apply file inputs' masks.
-      bad_bits, mask_planes: which bits of an integer mask are bad, and names for them
-        (as for :func:`scarlet_jax.inputs.read_blend`).
+      bad_bits: which bits of an integer mask are bad (as for
+        :func:`scarlet_jax.inputs.read_blend`).
+      mask_planes: ``{name: bit}`` names for the mask's bits (as for ``read_blend``).
       retries: times the scheduler retries a partition whose task failed or whose worker
         died.
       progress: show dask's progress bar and print the summary.
