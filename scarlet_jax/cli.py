@@ -10,31 +10,17 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import os
 import sys
 import traceback
 import warnings
 from pathlib import Path
 
+from .cache import enable_compilation_cache  # the library's one home for the cache set-up
+
 __all__ = ["main", "build_parser", "enable_compilation_cache", "load_input", "read_catalog"]
 
 PROG = "scarlet-jax"
 PICTURES = ("data_model_residual", "scene", "sources", "loss")
-
-
-def enable_compilation_cache(path: str | None = None) -> str:
-    """Turn on JAX's persistent compilation cache (default ``~/.cache/scarlet_jax/jax``,
-    or ``$SCARLET_JAX_CACHE``) so repeated CLI runs skip compilation."""
-    import jax
-
-    path = path or os.environ.get("SCARLET_JAX_CACHE") or str(
-        Path.home() / ".cache" / "scarlet_jax" / "jax"
-    )
-    Path(path).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return path
 
 
 # ------------------------------------------------------------------------------- input
