@@ -55,7 +55,8 @@ def deblend_batch(
       items: a sequence of ``(observation, centers)`` pairs, or observations (sources are
         then detected).
       devices: number of local devices to shard the lanes over (default all).
-      max_lanes: most lanes of a bucket (default 8 on a CPU, 256 on an accelerator).
+      max_lanes: most lanes of a bucket (default 1 on a CPU, where a vmapped lane costs
+        more than a lone blend; 256 on an accelerator).
       merge_ratio: merge a blend into a larger bucket only when that bucket's pixel work
         per iteration is at most this times its own (:mod:`scarlet_jax.plan`).
       memory_limit: device bytes a lane may use (see :func:`scarlet_jax.memory.memory_limit`).

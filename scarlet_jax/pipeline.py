@@ -39,9 +39,11 @@ from .scheduler import LaneRun
 __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
            "default_max_lanes", "RunStats"]
 
-# Lanes of one bucket by default: on a CPU, a lane is as costly as a blend fitted alone,
-# so few lanes waste little on a bucket's last blends; an accelerator wants many.
-_CPU_LANES = 8
+# Lanes of one bucket by default. On XLA:CPU a vmapped lane costs 2-2.7x a lone blend
+# (measured on a 64x64, 5-band, 8-slot bucket: 25 ms per block alone, 52-67 ms per lane
+# with 2-8 lanes), so a CPU runs each bucket in one lane (buckets still run side by side
+# and host work still overlaps); an accelerator wants many lanes.
+_CPU_LANES = 1
 _ACCELERATOR_LANES = 256
 
 
@@ -319,9 +321,10 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
         and a warning).
       merge_ratio: the plan's merge rule (:mod:`scarlet_jax.plan`).
       memory_limit_bytes: see :func:`scarlet_jax.memory.memory_limit`.
-      ahead: blocks kept in flight before the host reads flags (default: 1 for a batch,
-        so the device never waits for the host; 0 for a single blend, which has nothing
-        to overlap and would spend a block past its stop).
+      ahead: blocks kept in flight before the host reads a bucket's flags. Default 1 with
+        several lanes (the device does not wait for the host between blocks; a finished
+        lane idles one block), 0 with one lane (a lone lane would compute a whole block
+        past its blend's stop, and other buckets' blocks keep the device busy meanwhile).
       progress: an object with ``update(n)`` called as blends finish.
       stats: a :class:`RunStats` to fill in.
     """
@@ -330,7 +333,7 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
     stats = RunStats() if stats is None else stats
     items = list(items)
     max_lanes = default_max_lanes() if max_lanes is None else int(max_lanes)
-    ahead = (1 if len(items) > 1 else 0) if ahead is None else int(ahead)
+    ahead = (1 if max_lanes > 1 else 0) if ahead is None else int(ahead)
     limit = memory_limit(memory_limit_bytes)
     planner = Planner(merge_ratio)
     sharding = _sharding(devices)
@@ -349,7 +352,13 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
     helper = ThreadPoolExecutor(max_workers=1)
 
     def finish(job, needs_room, state):
-        nonlocal regrowing
+        try:
+            return _finish(job, needs_room, state)
+        except BaseException as err:  # a bug: hand it to the main thread (never hang)
+            inbox.put(("crash", err))
+            raise
+
+    def _finish(job, needs_room, state):
         if needs_room:
             state = jax.device_get(state)
             job.packed, job.state = regrow(job.observation, job.components, job.packed,

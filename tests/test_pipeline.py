@@ -48,52 +48,72 @@ def test_merge_rule_bounds_the_padding_blend_by_blend():
         Planner(merge_ratio=0.5)
 
 
-def _same_bucket_blends(n, seed):
+def _poisoned(item):
+    """A blend whose loss overflows at the first step (it diverges at once)."""
+    obs, centers = item
+    return dataclasses.replace(obs, images=obs.images * np.float32(1e20)), centers
+
+
+def _same_bucket_blends(n, seed, poisoned=False):
     """``n`` blends that share one natural bucket (same image size and source count, and
-    the same slot box after initialisation)."""
+    the same slot box after initialisation); with ``poisoned`` the second one is a
+    poisoned blend of that bucket too."""
     from collections import defaultdict
 
     from scarlet_jax.pipeline import _initialise
 
     blends = sj.datasets.synthetic_blends(4 * n, seed=seed, shape=(32, 32), n_sources=(3, 3),
                                           n_bands=3, psf_size=11, edge_margin=6)
+    items = [(b.observation, b.centers) for b in blends]
     opts = resolve_options()
+
+    def key(i, item):
+        return _initialise(i, item, opts, 1 << 40).natural
+
     groups = defaultdict(list)
-    for i, b in enumerate(blends):
-        item = (b.observation, b.centers)
-        groups[_initialise(i, item, opts, 1 << 40).natural].append(item)
-    best = max(groups.values(), key=len)
-    assert len(best) >= n, {k: len(v) for k, v in groups.items()}
-    return best[:n]
+    for i, item in enumerate(items):
+        groups[key(i, item)].append(i)
+    need = n - 1 if poisoned else n
+    for natural, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        if len(members) < need:
+            break
+        chosen = [items[i] for i in members[:need]]
+        if not poisoned:
+            return chosen
+        bad = [i for i in range(len(items))
+               if i not in members and key(i, _poisoned(items[i])) == natural]
+        if bad:
+            return chosen[:1] + [_poisoned(items[bad[0]])] + chosen[1:]
+    raise AssertionError(f"no bucket with {n} blends: {[len(v) for v in groups.values()]}")
 
 
 def test_poisoned_blend_next_to_refilled_lanes_spoils_nothing():
     """Two lanes, seven blends of one bucket: lanes are refilled as blends finish. A blend
     whose loss overflows (poisoned) runs next to refilled lanes, finishes first, and its
     lane is refilled with a good blend: every good blend equals its fit alone."""
-    items = _same_bucket_blends(7, seed=21)
-    obs, centers = items[1]
-    items[1] = (dataclasses.replace(obs, images=obs.images * np.float32(1e20)), centers)
+    items = _same_bucket_blends(7, seed=21, poisoned=True)
     opts = resolve_options(max_iter=30)
     stats = RunStats()
     results = run(items, opts, max_lanes=2, stats=stats)
     (key,) = stats.buckets  # one bucket of 2 lanes for 7 blends: 5 refills
-    assert stats.buckets[key] == 2
+    assert stats.buckets[key] == 2 and stats.regrown == 0
     assert results[1].diverged and results[1].status == "diverged"
     assert np.isfinite(results[1].spectra).all() and np.isfinite(results[1].morphs).all()
     for i in (0, 2, 3, 4, 5, 6):
         assert not results[i].diverged
         assert_same(results[i], sj.deblend(*items[i], max_iter=30))
-    # the poisoned blend in the last lane to be filled: the same results
+    # the poisoned blend in the last lane to be filled, after good blends left it: the same
+    # results, bit for bit
     order = [0, 2, 3, 4, 5, 6, 1]
     again = run([items[i] for i in order], opts, max_lanes=2)
     for j, i in enumerate(order):
         np.testing.assert_array_equal(again[j].spectra, results[i].spectra)
         np.testing.assert_array_equal(again[j].morphs, results[i].morphs)
+        np.testing.assert_array_equal(again[j].loss, results[i].loss)
 
 
 def test_a_blend_that_needs_a_larger_box_stays_in_the_batch():
-    items = _same_bucket_blends(5, seed=4)
+    items = _same_bucket_blends(3, seed=4)
     opts = resolve_options(max_iter=40, grow_margin=0)
     stats = RunStats()
     results = run(items, opts, max_lanes=2, stats=stats)
@@ -182,14 +202,15 @@ def test_warmup_compiles_what_the_batch_runs(caplog):
 
 @pytest.mark.slow
 def test_batch_equals_single_on_a_mixed_set_of_fifty():
-    """Several canvas sizes and source counts; batch (2..8 lanes, refilled) against each
+    """Several canvas sizes and source counts; batch (up to 4 lanes, refilled) against each
     blend alone (one lane): equal to 1e-5 on the model and the fluxes (not bit-identical:
-    XLA compiles a lane axis of 1 differently; from 2 lanes on results are bit-identical)."""
+    XLA compiles a lane axis of 1 differently; from 2 lanes on results are bit-identical,
+    and in one lane, the CPU default, a batch is bit-identical to deblend)."""
     shapes = [(24, 24), (32, 32), (32, 48)]
     blends = sj.datasets.synthetic_blends(50, seed=17, shape=shapes, n_sources=(1, 4),
                                           n_bands=3, psf_size=11, edge_margin=5)
     items = [(b.observation, b.centers) for b in blends]
-    batch = sj.deblend_batch(items, max_iter=15)
+    batch = sj.deblend_batch(items, max_iter=15, max_lanes=4)
     for item, res in zip(items, batch, strict=True):
         assert_same(res, sj.deblend(*item, max_iter=15))
 
