@@ -29,12 +29,18 @@ __all__ = ["advance", "write_lane", "read_lane", "start_state", "LaneRun"]
 
 @functools.partial(jax.jit, static_argnames="config", donate_argnums=(2,))
 def advance(data, placement, state, params: FitParams, config: FitConfig):
-    """``config.block`` iterations on every lane.
+    """``config.block`` iterations on every lane (one lane runs the blend's own program:
+    XLA compiles a ``vmap`` over one lane differently, and rounds differently).
 
     Returns:
       ``(state, flags)``: the new (L, ...) state and (2, L) bool ``[done, needs_room]``.
     """
-    new = jax.vmap(lambda d, p, s: run_block(d, p, s, params, config))(data, placement, state)
+    if state.done.shape[0] == 1:  # one lane: the blend's own program, no vmap (static)
+        one = jax.tree.map(lambda x: x[0], (data, placement, state))
+        new = jax.tree.map(lambda x: x[None], run_block(*one, params, config))
+    else:
+        new = jax.vmap(lambda d, p, s: run_block(d, p, s, params, config))(
+            data, placement, state)
     return new, jax.numpy.stack([new.done, new.needs_room])
 
 
