@@ -236,6 +236,7 @@ def mixed_main(args):
         device_busy=stats.device_busy, lane_occupancy=stats.lane_occupancy,
         device_wait_s=stats.device_wait, host_wait_s=stats.host_wait,
         host_prep_blends_per_s=host_rate, regrown=stats.regrown,
+        lane_iterations=stats.lane_blocks * opts["block"], blend_iterations=int(sum(iters)),
     )
     print(f"\nmixed set: {len(items)} blends, shapes {sorted(set(MIXED_SHAPES))}, 2-6 sources, "
           f"max_iter {args.iters} (iterations median {rec['iterations']['median']:.0f}, max "
@@ -255,6 +256,9 @@ def mixed_main(args):
     print(f"  device busy               {stats.device_busy:.0%} (host waited "
           f"{stats.host_wait:.2f} s for prepared blends)")
     print(f"  host prep alone           {host_rate:8.1f} blends/s")
+    print(f"  device work               {rec['lane_iterations']} lane-iterations for "
+          f"{rec['blend_iterations']} blend iterations "
+          f"({rec['lane_iterations'] / rec['blend_iterations']:.2f}x)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"batch_mixed_{jax.default_backend()}.json"

@@ -452,58 +452,50 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
 # ------------------------------------------------------------------------- plan/warmup
 
 
-def plan(items, *, max_lanes: int | None = None, devices: int = 1,
-         merge_ratio: float = MERGE_RATIO, memory_limit_bytes=None, **options) -> Plan:
-    """What :func:`~scarlet_jax.deblend_batch` would compile and run for ``items``, without
-    fitting: the buckets, their blends and lanes, the padding, and the programs.
-
-    Validates and initialises every blend (host work only; nothing is compiled).
-    """
+def _plan_jobs(items, max_lanes, devices, merge_ratio, memory_limit_bytes, options):
+    """Initialise every blend and plan them: ``(plan, options, first job of each bucket)``."""
+    devices = len(jax.local_devices()) if devices is None else int(devices)
     opts = resolve_options(**options)
-    items = list(items)
     limit = memory_limit(memory_limit_bytes)
     planner = Planner(merge_ratio)
-    errors = {}
+    errors, first = {}, {}
     for i, item in enumerate(items):
         try:
             job = _initialise(i, item, opts, limit)
         except (BadInputError, ValueError) as err:
             errors[i] = str(err)
             continue
-        planner.assign(job.natural)
+        first.setdefault(planner.assign(job.natural), job)
     max_lanes = default_max_lanes() if max_lanes is None else int(max_lanes)
-    return make_plan(planner, len(items), errors, max_lanes, devices, limit,
-                     opts["max_iter"], opts["block"])
+    the_plan = make_plan(planner, len(items), errors, max_lanes, devices, limit,
+                         opts["max_iter"], opts["block"])
+    return the_plan, opts, first, devices
 
 
-def warmup(items, **options) -> Plan:
+def plan(items, *, max_lanes: int | None = None, devices: int | None = None,
+         merge_ratio: float = MERGE_RATIO, memory_limit=None, **options) -> Plan:
+    """What :func:`~scarlet_jax.deblend_batch` would compile and run for ``items`` with the
+    same arguments, without fitting: the buckets, their blends and lanes, the padding, and
+    the programs. Validates and initialises every blend (host work only; nothing is
+    compiled)."""
+    return _plan_jobs(list(items), max_lanes, devices, merge_ratio, memory_limit, options)[0]
+
+
+def warmup(items, *, max_lanes: int | None = None, devices: int | None = None,
+           merge_ratio: float = MERGE_RATIO, memory_limit=None, **options) -> Plan:
     """Compile ahead of time the programs :func:`~scarlet_jax.deblend_batch` needs for
-    ``items`` with these ``options`` (one blend of each planned bucket is fitted for one
-    block, in the bucket's lanes); with the persistent cache on, later processes load them
-    from disk. Returns the :class:`Plan`."""
+    ``items`` with the same arguments (one blend of each planned bucket is fitted for one
+    block, in the bucket's lanes); with the persistent compilation cache on, later
+    processes load them from disk. Returns the :class:`Plan`."""
     enable_compilation_cache()
-    the_plan = plan(items, **options)
-    opts = resolve_options(**{k: v for k, v in options.items()
-                              if k not in ("max_lanes", "devices", "merge_ratio",
-                                           "memory_limit_bytes")})
-    items = list(items)
-    wanted = {b.key: b.lanes for b in the_plan.buckets}
-    planner = Planner(the_plan.merge_ratio)
-    limit = memory_limit(options.get("memory_limit_bytes"))
-    sharding = _sharding(options.get("devices", 1))
-    for i, item in enumerate(items):
-        if not wanted:
-            break
-        try:
-            job = _initialise(i, item, opts, limit)
-        except (BadInputError, ValueError):
-            continue
-        key = planner.assign(job.natural)
-        if key in wanted:
-            lane_run = LaneRun(key, wanted.pop(key), opts.params, opts.config, sharding)
-            lane_run.queue.append(_pack(job, key, opts))
-            lane_run.refill()
-            lane_run.dispatch()
-            lane_run.retire(final=True)
-            jax.block_until_ready(lane_run.lanes)
+    the_plan, opts, first, devices = _plan_jobs(list(items), max_lanes, devices, merge_ratio,
+                                                memory_limit, options)
+    sharding = _sharding(devices)
+    for bucket in the_plan.buckets:
+        lane_run = LaneRun(bucket.key, bucket.lanes, opts.params, opts.config, sharding)
+        lane_run.queue.append(_pack(first[bucket.key], bucket.key, opts))
+        lane_run.refill()
+        lane_run.dispatch()
+        lane_run.retire(final=True)
+        jax.block_until_ready(lane_run.lanes)
     return the_plan

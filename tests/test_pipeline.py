@@ -204,7 +204,7 @@ def test_warmup_compiles_what_the_batch_runs(caplog):
 def test_batch_equals_single_on_a_mixed_set_of_fifty():
     """Several canvas sizes and source counts; batch (up to 4 lanes, refilled) against each
     blend alone (one lane): equal to 1e-5 on the model and the fluxes (not bit-identical:
-    XLA compiles a lane axis of 1 differently; from 2 lanes on results are bit-identical,
+    XLA compiles the vmapped step differently; from 2 lanes on results are bit-identical,
     and in one lane, the CPU default, a batch is bit-identical to deblend)."""
     shapes = [(24, 24), (32, 32), (32, 48)]
     blends = sj.datasets.synthetic_blends(50, seed=17, shape=shapes, n_sources=(1, 4),
