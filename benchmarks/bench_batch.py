@@ -16,6 +16,7 @@ plan's padding, the device-busy fraction and how many blends/s the host side pre
   python benchmarks/bench_batch.py                       # CPU: batch sizes 1..64
   python benchmarks/bench_batch.py --sizes 1 8 64 256 1024 --out benchmarks/results
   python benchmarks/bench_batch.py --mixed --n 50        # the mixed set
+  python benchmarks/bench_batch.py --large --iters 100   # one 400x400 blend, 50 sources
 """
 
 from __future__ import annotations
@@ -266,6 +267,46 @@ def mixed_main(args):
     print(f"wrote {path}")
 
 
+def large_main(args):
+    """One 400x400, 3-band blend with 50 sources: time, and memory (estimate and XLA's)."""
+    from scarlet_jax.memory import format_bytes
+    from scarlet_jax.options import resolve_options
+    from scarlet_jax.pipeline import _initialise, _pack
+    from scarlet_jax.scheduler import advance, start_state
+
+    blend = sj.datasets.synthetic_blend(3, shape=(400, 400), n_sources=50, n_bands=3,
+                                        edge_margin=10)
+    item = (blend.observation, blend.centers)
+    opts = resolve_options(max_iter=args.iters)
+    t0 = time.perf_counter()
+    job = _initialise(0, item, opts, 1 << 62)
+    host = time.perf_counter() - t0
+    plan = sj.plan([item], max_iter=args.iters)
+    (bucket,) = plan.buckets
+    p = _pack(job, bucket.key, opts).packed
+    state = start_state(p.data, p.placement, p.components, opts.params, opts.config)
+    lanes = jax.tree.map(lambda x: x[None], (p.data, p.placement, state))
+    mem = advance.lower(*lanes, opts.params, opts.config).compile().memory_analysis()
+    xla = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes)
+    t0 = time.perf_counter()
+    res = sj.deblend(*item, max_iter=args.iters)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sj.deblend(*item, max_iter=args.iters)
+    warm = time.perf_counter() - t0
+    rec = dict(shape=(3, 400, 400), sources=50, components=len(job.components),
+               key=str(bucket.key), estimate_bytes=bucket.lane_bytes, xla_bytes=xla,
+               n_iter=res.n_iter, first_s=first, warm_s=warm, host_init_s=host)
+    print(f"400x400x3, 50 sources ({len(job.components)} components), bucket "
+          f"{bucket.key.slots} slots of {bucket.key.box}x{bucket.key.box}: memory estimate "
+          f"{format_bytes(bucket.lane_bytes)}, XLA (arguments + outputs + temporaries of one "
+          f"block) {format_bytes(xla)}; {res.n_iter} iterations in {warm:.1f} s warm "
+          f"({first:.1f} s with compilation); host initialisation {host:.1f} s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"large_{jax.default_backend()}.json").write_text(json.dumps(rec, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -276,10 +317,13 @@ def main():
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--mixed", action="store_true", help="the mixed, survey-like set")
     parser.add_argument("--n", type=int, default=50, help="blends in the mixed set")
+    parser.add_argument("--large", action="store_true", help="one 400x400 blend, 50 sources")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.large:
+        return large_main(args)
     if args.mixed:
         if args.iters == 100:
             args.iters = 300  # the mixed set runs to convergence
