@@ -97,13 +97,14 @@ def test_mixed_sizes_compile_at_most_one_block_program_per_planned_bucket(caplog
     blends = sj.datasets.synthetic_blends(16, seed=11, shape=shapes, n_sources=(1, 4),
                                           n_bands=3, psf_size=11, edge_margin=5)
     items = [(b.observation, b.centers) for b in blends]
-    plan = sj.plan(items, max_iter=10)
+    opts = dict(max_iter=10, grow_margin=10)  # room to grow: no blend leaves its bucket
+    plan = sj.plan(items, **opts)
     assert plan.n_failed == 0 and sum(b.n_blends for b in plan.buckets) == 16
     assert 1 <= len(plan.buckets) < 16 and "programs to compile" in str(plan)
     stats = RunStats()
     caplog.set_level(logging.WARNING)
     with jax.log_compiles(True):
-        res = run(items, resolve_options(max_iter=10), stats=stats)
+        res = run(items, resolve_options(**opts), stats=stats)
     assert all(r.error is None for r in res)
     assert set(stats.buckets) == {b.key for b in plan.buckets}  # the plan is what ran
     assert stats.regrown == 0
