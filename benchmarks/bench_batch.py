@@ -7,8 +7,16 @@ the default JAX backend. Memory: the compiled step's temporary bytes per blend
 data + parameters + optimiser state, for the hand-written gradient and for ``jax.grad`` of
 the same loss.
 
+The mixed, survey-like set (``--mixed``): blends of several sizes, 2-6 sources of
+log-uniform brightness and mixed radii, fitted to convergence. Prints warm
+``deblend_batch`` against a warm loop of ``deblend``, fresh-process times with an empty and
+with a warm persistent compilation cache, the compiles and compile time per program, the
+plan's padding, the device-busy fraction and how many blends/s the host side prepares.
+
   python benchmarks/bench_batch.py                       # CPU: batch sizes 1..64
   python benchmarks/bench_batch.py --sizes 1 8 64 256 1024 --out benchmarks/results
+  python benchmarks/bench_batch.py --mixed --n 50        # the mixed set
+  python benchmarks/bench_batch.py --large --iters 100   # one 400x400 blend, 50 sources
 """
 
 from __future__ import annotations
@@ -16,7 +24,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
+import os
 import platform
+import re
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,12 +40,12 @@ import numpy as np
 
 import scarlet_jax as sj
 from scarlet_jax.batch import fit_batch, stack_trees
-from scarlet_jax.deblend import prepare_blend
 from scarlet_jax.fft import convolve
 from scarlet_jax.fit import init_fit_state, make_optimizer, make_step
 from scarlet_jax.likelihood import loss_and_grads
 from scarlet_jax.options import resolve_options
 from scarlet_jax.packing import pack_blend
+from scarlet_jax.pipeline import RunStats, prepare_blend, run
 from scarlet_jax.render import insert
 
 SHAPE = (64, 64)
@@ -101,6 +115,198 @@ def autodiff_gradients(components, placement, data):
     return jax.value_and_grad(loss)(components)
 
 
+# ---------------------------------------------------------------------------- mixed set
+
+MIXED_SHAPES = [(48, 48), (64, 64), (64, 64), (80, 80), (64, 96)]
+
+
+def mixed_items(n: int, seed: int = 7):
+    """A survey-like set: sizes, source counts (2-6), brightness and radii all vary."""
+    blends = sj.datasets.synthetic_blends(n, seed=seed, shape=MIXED_SHAPES, n_sources=(2, 6),
+                                          flux_range=(100.0, 20000.0))
+    return [(b.observation, b.centers) for b in blends]
+
+
+class _CompileLog(logging.Handler):
+    """Collects ``jax_log_compiles`` lines: (program name, seconds)."""
+
+    pattern = re.compile(r"Finished XLA compilation of jit\((\w+)\) in ([0-9.e-]+) sec")
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.events = []
+
+    def emit(self, record):
+        m = self.pattern.search(record.getMessage())
+        if m:
+            self.events.append((m.group(1), float(m.group(2))))
+
+
+def _watch_compiles() -> _CompileLog:
+    handler = _CompileLog()
+    logging.getLogger("jax").addHandler(handler)
+    logging.getLogger("jax").setLevel(logging.DEBUG)
+    jax.config.update("jax_log_compiles", True)
+    return handler
+
+
+def child(args):
+    """In a fresh process: ``deblend_batch`` on the mixed set; prints JSON timings."""
+    t0 = time.perf_counter()
+    items = mixed_items(args.n)
+    log = _watch_compiles()
+    t1 = time.perf_counter()
+    sj.deblend_batch(items, max_iter=args.iters)
+    total = time.perf_counter() - t1
+    compile_s = sum(s for _, s in log.events)
+    print("JSON" + json.dumps(dict(total=total, compile=compile_s, data=t1 - t0,
+                                   compiles=len(log.events))))
+
+
+def fresh(args, cache: str) -> dict:
+    env = dict(os.environ, SCARLET_JAX_CACHE=cache)
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--child", "--n", str(args.n),
+                          "--iters", str(args.iters)], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    rec = json.loads(out.stdout.split("JSON")[-1])
+    rec["process_wall"] = wall
+    return rec
+
+
+def mixed_main(args):
+    from scarlet_jax.options import resolve_options
+    from scarlet_jax.pipeline import _initialise, _pack
+    from scarlet_jax.plan import Planner
+
+    items = mixed_items(args.n)
+    opts = resolve_options(max_iter=args.iters)
+    plan = sj.plan(items, max_iter=args.iters)
+    print(plan)
+
+    # host side alone: validate + initialise + plan + pack
+    planner = Planner()
+    t0 = time.perf_counter()
+    for i, item in enumerate(items):
+        job = _initialise(i, item, opts, 1 << 62)
+        _pack(job, planner.assign(job.natural), opts)
+    host_rate = len(items) / (time.perf_counter() - t0)
+
+    log = _watch_compiles()
+    t0 = time.perf_counter()
+    sj.deblend_batch(items, max_iter=args.iters)  # compiles
+    first = time.perf_counter() - t0
+    per_program = {}
+    for name, sec in log.events:
+        per_program.setdefault(name, []).append(sec)
+    advance_compiles = len(per_program.get("advance", []))
+    batch_s, stats = [], None
+    for _ in range(args.repeats):
+        stats = RunStats()
+        t0 = time.perf_counter()
+        run(items, opts, stats=stats)
+        batch_s.append(time.perf_counter() - t0)
+    for item in items:  # compile every single-blend program
+        sj.deblend(*item, max_iter=args.iters)
+    loop_s = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        for item in items:
+            sj.deblend(*item, max_iter=args.iters)
+        loop_s.append(time.perf_counter() - t0)
+    warm_batch, warm_loop = min(batch_s), min(loop_s)
+
+    with tempfile.TemporaryDirectory() as cache:
+        empty = fresh(args, cache)
+        warm_cache = fresh(args, cache)
+
+    iters = [r.n_iter for r in sj.deblend_batch(items, max_iter=args.iters)]
+    rec = dict(
+        n_blends=len(items), shapes=MIXED_SHAPES, max_iter=args.iters,
+        iterations=dict(median=float(np.median(iters)), max=int(max(iters))),
+        buckets=len(plan.buckets), lanes=[b.lanes for b in plan.buckets],
+        pixel_padding=plan.padding, lane_padding=plan.lane_padding,
+        warm_batch_s=warm_batch, warm_loop_s=warm_loop, speedup=warm_loop / warm_batch,
+        first_batch_in_process_s=first, advance_compiles=advance_compiles,
+        compile_s_per_program={k: [round(v, 3) for v in vs] for k, vs in per_program.items()},
+        fresh_empty_cache=empty, fresh_warm_cache=warm_cache,
+        fresh_empty_compile_fraction=empty["compile"] / empty["total"],
+        fresh_warm_over_warm=warm_cache["total"] / warm_batch,
+        device_busy=stats.device_busy, lane_occupancy=stats.lane_occupancy,
+        device_wait_s=stats.device_wait, host_wait_s=stats.host_wait,
+        host_prep_blends_per_s=host_rate, regrown=stats.regrown,
+        lane_iterations=stats.lane_blocks * opts["block"], blend_iterations=int(sum(iters)),
+    )
+    print(f"\nmixed set: {len(items)} blends, shapes {sorted(set(MIXED_SHAPES))}, 2-6 sources, "
+          f"max_iter {args.iters} (iterations median {rec['iterations']['median']:.0f}, max "
+          f"{rec['iterations']['max']})")
+    print(f"  warm deblend_batch        {warm_batch:8.2f} s")
+    print(f"  warm loop of deblend      {warm_loop:8.2f} s   (batch {rec['speedup']:.2f}x faster)")
+    print(f"  fresh, empty cache        {empty['total']:8.2f} s   (compile {empty['compile']:.2f}"
+          f" s = {rec['fresh_empty_compile_fraction']:.0%}, {empty['compiles']} programs)")
+    print(f"  fresh, warm cache         {warm_cache['total']:8.2f} s   "
+          f"({rec['fresh_warm_over_warm']:.2f}x warm in-process)")
+    print(f"  block programs compiled   {advance_compiles} for {len(plan.buckets)} planned "
+          f"buckets; per program (s): " + ", ".join(
+              f"{k} {np.mean(v):.2f} x{len(v)}" for k, v in per_program.items()
+              if k in ("advance", "read_lane", "write_lane", "init_state")))
+    print(f"  padding                   pixels {plan.padding:.2f}x, lanes "
+          f"{plan.lane_padding:.2f}x; lane occupancy {stats.lane_occupancy:.0%}")
+    print(f"  device busy               {stats.device_busy:.0%} (host waited "
+          f"{stats.host_wait:.2f} s for prepared blends)")
+    print(f"  host prep alone           {host_rate:8.1f} blends/s")
+    print(f"  device work               {rec['lane_iterations']} lane-iterations for "
+          f"{rec['blend_iterations']} blend iterations "
+          f"({rec['lane_iterations'] / rec['blend_iterations']:.2f}x)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"batch_mixed_{jax.default_backend()}.json"
+    path.write_text(json.dumps(rec, indent=2, default=str))
+    print(f"wrote {path}")
+
+
+def large_main(args):
+    """One 400x400, 3-band blend with 50 sources: time, and memory (estimate and XLA's)."""
+    from scarlet_jax.memory import format_bytes
+    from scarlet_jax.options import resolve_options
+    from scarlet_jax.pipeline import _initialise, _pack
+    from scarlet_jax.scheduler import advance, start_state
+
+    blend = sj.datasets.synthetic_blend(3, shape=(400, 400), n_sources=50, n_bands=3,
+                                        edge_margin=10)
+    item = (blend.observation, blend.centers)
+    opts = resolve_options(max_iter=args.iters)
+    t0 = time.perf_counter()
+    job = _initialise(0, item, opts, 1 << 62)
+    host = time.perf_counter() - t0
+    plan = sj.plan([item], max_iter=args.iters)
+    (bucket,) = plan.buckets
+    p = _pack(job, bucket.key, opts).packed
+    state = start_state(p.data, p.placement, p.components, opts.params, opts.config)
+    lanes = jax.tree.map(lambda x: x[None], (p.data, p.placement, state))
+    mem = advance.lower(*lanes, opts.params, opts.config).compile().memory_analysis()
+    xla = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes)
+    t0 = time.perf_counter()
+    res = sj.deblend(*item, max_iter=args.iters)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sj.deblend(*item, max_iter=args.iters)
+    warm = time.perf_counter() - t0
+    rec = dict(shape=(3, 400, 400), sources=50, components=len(job.components),
+               key=str(bucket.key), estimate_bytes=bucket.lane_bytes, xla_bytes=xla,
+               n_iter=res.n_iter, first_s=first, warm_s=warm, host_init_s=host)
+    print(f"400x400x3, 50 sources ({len(job.components)} components), bucket "
+          f"{bucket.key.slots} slots of {bucket.key.box}x{bucket.key.box}: memory estimate "
+          f"{format_bytes(bucket.lane_bytes)}, XLA (arguments + outputs + temporaries of one "
+          f"block) {format_bytes(xla)}; {res.n_iter} iterations in {warm:.1f} s warm "
+          f"({first:.1f} s with compilation); host initialisation {host:.1f} s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"large_{jax.default_backend()}.json").write_text(json.dumps(rec, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,7 +315,19 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--box", type=int, default=31)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--mixed", action="store_true", help="the mixed, survey-like set")
+    parser.add_argument("--n", type=int, default=50, help="blends in the mixed set")
+    parser.add_argument("--large", action="store_true", help="one 400x400 blend, 50 sources")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return child(args)
+    if args.large:
+        return large_main(args)
+    if args.mixed:
+        if args.iters == 100:
+            args.iters = 300  # the mixed set runs to convergence
+        return mixed_main(args)
 
     backend = jax.default_backend()
     devices = jax.local_devices()

@@ -11,6 +11,7 @@ from .errors import BadFileError, BadInputError, InputWarning
 from .io import load
 from .observation import Observation, make_observation
 from .options import DEFAULTS, LSST_PIPELINE
+from .pipeline import plan, warmup
 from .result import DeblendResult
 
 __version__ = "0.1.0"
@@ -47,5 +48,7 @@ __all__ = [
     "load",
     "measure",
     "make_observation",
+    "plan",
+    "warmup",
     "__version__",
 ]

@@ -1,17 +1,19 @@
 """Checking source centres against an image: the one place that says what a valid centre is.
 
-Used by :func:`scarlet_jax.deblend.validate_centers` (the catalog a user passes) and by the
+Used by :func:`validate_centers` (the catalog a user passes) and by the
 initialisation (:func:`scarlet_jax.initialization.round_centers`), so both reject the same
 inputs with the same messages.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from .errors import BadInputError
+from .errors import BadInputError, InputWarning
 
-__all__ = ["check_centers"]
+__all__ = ["check_centers", "validate_centers"]
 
 
 def check_centers(centers, image_shape: tuple[int, int], *, allow_single: bool = False):
@@ -64,3 +66,67 @@ def check_centers(centers, image_shape: tuple[int, int], *, allow_single: bool =
             f"{(height, width)}, first at source={i} (y, x) = {tuple(arr[i].tolist())}"
         )
     return arr
+
+
+def _duplicates(centers: np.ndarray, merge_radius: float) -> np.ndarray:
+    """(S,) int: for each center the index of the earlier center it duplicates, or -1.
+
+    Two centers are duplicates when they are closer than ``merge_radius`` or round to the
+    same pixel (the fit puts a component's peak at its rounded center, so two such sources
+    would be two copies of one component)."""
+    pixels = np.rint(centers)
+    into = np.full(len(centers), -1)
+    for i in range(len(centers)):
+        if into[i] >= 0:
+            continue
+        rest = slice(i + 1, None)
+        near = np.hypot(*(centers[rest] - centers[i]).T) < merge_radius
+        same = (pixels[rest] == pixels[i]).all(axis=1)
+        dup = np.nonzero((near | same) & (into[rest] < 0))[0] + i + 1
+        into[dup] = i
+    return into
+
+
+def validate_centers(centers, image_shape, *, max_sources=None, merge_radius=0.5,
+                     return_kept: bool = False):
+    """Check catalog centers against the image.
+
+    Args:
+      centers: (S, 2) (y, x) positions in pixels (a single (2,) center is one source).
+      image_shape: (H, W).
+      max_sources: raise if there are more centers than this after merging duplicates
+        (None: no limit).
+      merge_radius: centers closer than this (pixels), or rounding to the same pixel, are
+        duplicates; the later ones are dropped with an :class:`InputWarning`.
+      return_kept: also return which input centers were kept.
+
+    Returns:
+      (S', 2) float32 centers, in input order without the duplicates; with ``return_kept``
+      ``(centers, kept)``, ``kept`` an (S,) bool mask over the input centers.
+
+    Raises:
+      BadInputError: not a real (S, 2) array, NaN/inf, a center outside the image (its
+        rounded pixel is not in ``[0, H) x [0, W)``), no centers, or more than
+        ``max_sources``; the message names the first offending source.
+    """
+    arr = check_centers(centers, image_shape, allow_single=True)
+    if arr.shape[0] == 0:
+        raise BadInputError("centers (0, 2): no sources (pass centers=None to detect them)")
+    into = _duplicates(arr, merge_radius)
+    kept = into < 0
+    if (into >= 0).any():
+        pairs = ", ".join(f"{j}->{int(into[j])}" for j in np.nonzero(into >= 0)[0][:10])
+        warnings.warn(
+            f"centers {arr.shape}: {int((into >= 0).sum())} duplicate source(s) merged into "
+            f"an earlier one (closer than {merge_radius} px or on the same pixel; "
+            f"dropped->kept: {pairs})",
+            InputWarning,
+            stacklevel=7,  # validate_centers <- prepare_blend <- pipeline (3) <- deblend <- user
+        )
+        arr = arr[into < 0]
+    if max_sources is not None and len(arr) > max_sources:
+        raise BadInputError(
+            f"centers: {len(arr)} sources exceed max_sources={max_sources}; raise the limit "
+            "(the max_sources option) or split the blend"
+        )
+    return (arr.astype(np.float32), kept) if return_kept else arr.astype(np.float32)

@@ -30,6 +30,8 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
+from .cache import enable_compilation_cache  # the library's one home for the cache set-up
+
 __all__ = ["main", "build_parser", "enable_compilation_cache", "EXIT_OK", "EXIT_INTERNAL",
            "EXIT_BAD_INPUT", "EXIT_PARTIAL"]
 
@@ -39,20 +41,6 @@ EXIT_CODES = ("exit codes: 0 ok; 2 bad input or options; 3 some inputs of a batc
               "(see batch.ecsv); 1 internal error")
 
 
-def enable_compilation_cache(path: str | None = None) -> str:
-    """Turn on JAX's persistent compilation cache (default ``~/.cache/scarlet_jax/jax``,
-    or ``$SCARLET_JAX_CACHE``) so repeated CLI runs skip compilation."""
-    import jax
-
-    path = path or os.environ.get("SCARLET_JAX_CACHE") or str(
-        Path.home() / ".cache" / "scarlet_jax" / "jax"
-    )
-    with contextlib.suppress(OSError):  # an unwritable home: run without the cache
-        Path(path).mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return path
 
 
 def _bad(message: str):

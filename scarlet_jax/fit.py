@@ -33,6 +33,10 @@ __all__ = [
     "fit_unjitted",
     "resize_support",
     "grow_state",
+    "init_state",
+    "resume_state",
+    "run_block",
+    "finish_state",
 ]
 
 OPTIMIZERS = ("adaprox", "fista")
@@ -357,17 +361,7 @@ def fit_unjitted(
         return jax.lax.scan(lambda s, _: (step(s), None), state, None, length=config.block)[0]
 
     state = jax.lax.while_loop(lambda s: ~s.done, block, state)
-    # return the best state seen (the last update is evaluated here: the loop never does):
-    # proximal Adam is not a descent method, and a fit must never end above its start.
-    # The start itself is scarlet lite's initialisation, not projected first, so the
-    # trajectory is lite's; if no later state beats it, it is what comes back.
-    final, _ = loss_and_grads(state.components, placement.replace(support=state.support), data)
-    use_best = (~(final <= state.best_loss) | ~jnp.isfinite(final)) & ~state.needs_room
-    return state._replace(
-        components=jax.tree.map(lambda b, c: jnp.where(use_best, b, c),
-                                state.best_components, state.components),
-        support=jnp.where(use_best, state.best_support, state.support),
-    )
+    return finish_state(data, placement, state)
 
 
 fit = jax.jit(fit_unjitted, static_argnames="config")
@@ -403,4 +397,47 @@ def grow_state(state: FitState, pad: int) -> FitState:
         opt_state=opt,
         best_components=jax.tree.map(grow, state.best_components),
         best_support=grow(state.best_support),
+    )
+
+
+# ------------------------------------------------------------ pieces for the lane scheduler
+# (scarlet_jax.scheduler runs these on a leading lane axis; each is pure, for one blend)
+
+
+def init_state(data: FitData, placement: Placement, components: Components, params: FitParams,
+               config: FitConfig) -> FitState:
+    """The initial :class:`FitState` of one packed blend."""
+    optimizer = make_optimizer(config, data, params)
+    return init_fit_state(components, placement, optimizer, config.max_iter)
+
+
+def resume_state(state: FitState, config: FitConfig) -> FitState:
+    """A stopped state made ready to go on (after :func:`grow_state` moved it to a larger
+    slot box): ``needs_room`` cleared, ``done`` only at ``max_iter``."""
+    return state._replace(done=state.it >= config.max_iter, needs_room=jnp.zeros((), bool))
+
+
+def run_block(data: FitData, placement: Placement, state: FitState, params: FitParams,
+              config: FitConfig) -> FitState:
+    """``config.block`` iterations of one blend (a ``lax.scan``); a blend that is done does
+    not move. ``vmap`` it over lanes."""
+    step = make_step(data, placement, params, config)
+    return jax.lax.scan(lambda s, _: (step(s), None), state, None, length=config.block)[0]
+
+
+def finish_state(data: FitData, placement: Placement, state: FitState) -> FitState:
+    """The state a stopped fit returns: its last update is evaluated here (the loop never
+    does), and the best state seen replaces it when the last one is worse.
+
+    Proximal Adam is not a descent method, and a fit must never end above its start. The
+    start itself is scarlet lite's initialisation, not projected first, so the trajectory
+    is lite's; if no later state beats it, it is what comes back. A state that stopped
+    with ``needs_room`` is returned as it is (it goes on in a larger slot).
+    """
+    final, _ = loss_and_grads(state.components, placement.replace(support=state.support), data)
+    use_best = (~(final <= state.best_loss) | ~jnp.isfinite(final)) & ~state.needs_room
+    return state._replace(
+        components=jax.tree.map(lambda b, c: jnp.where(use_best, b, c),
+                                state.best_components, state.components),
+        support=jnp.where(use_best, state.best_support, state.support),
     )

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# the library turns on JAX's persistent compilation cache at its first fit; tests stay
+# hermetic unless the caller points SCARLET_JAX_CACHE at a folder
+os.environ.setdefault("SCARLET_JAX_CACHE", "off")
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 

@@ -1,17 +1,21 @@
 """The batch engine: equality with single calls, bucketing, per-blend stops, bad blends."""
 
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
 import textwrap
 import warnings
 
+import jax
 import numpy as np
 import pytest
 
 import scarlet_jax as sj
-from scarlet_jax.batch import deblend_batch, fit_batch
+from scarlet_jax.batch import deblend_batch
+from scarlet_jax.options import resolve_options
+from scarlet_jax.pipeline import RunStats, run
 
 OPTS = dict(max_iter=40)
 
@@ -29,11 +33,13 @@ def assert_same(a, b, rtol=1e-5):
 
 
 def test_batch_equals_single_calls(blends):
+    """One lane per bucket (the CPU default): each blend runs the program ``deblend`` runs,
+    so results are bit-identical."""
     items = [(b.observation, b.centers) for b in blends]
-    batch = deblend_batch(items, **OPTS)
+    batch = deblend_batch(items, max_lanes=1, **OPTS)
     assert len(batch) == len(items)
     for (obs, centers), res in zip(items, batch, strict=True):
-        assert_same(res, sj.deblend(obs, centers, **OPTS))
+        assert_same(res, sj.deblend(obs, centers, **OPTS), rtol=0)
 
 
 def test_hsc_in_a_batch_equals_single(hsc):
@@ -53,12 +59,13 @@ def test_per_blend_convergence(blends):
         assert len(r.loss) == r.n_iter and np.isfinite(r.loss).all()
 
 
-def test_chunks_give_the_same_results(blends):
+def test_lane_counts_give_the_same_results(blends):
+    """Two lanes (refilled as blends finish) and eight lanes: bit-identical results."""
     items = [(b.observation, b.centers) for b in blends[:5]]
-    whole = deblend_batch(items, **OPTS)
-    chunked = deblend_batch(items, chunk_size=2, **OPTS)
-    for a, b in zip(whole, chunked, strict=True):
-        assert_same(a, b)
+    wide = deblend_batch(items, max_lanes=8, **OPTS)
+    narrow = deblend_batch(items, max_lanes=2, **OPTS)
+    for a, b in zip(wide, narrow, strict=True):
+        assert_same(a, b, rtol=0)
 
 
 def test_bad_and_diverging_blends_are_flagged_and_isolated(blends):
@@ -80,17 +87,28 @@ def test_bad_and_diverging_blends_are_flagged_and_isolated(blends):
         np.testing.assert_array_equal(mixed[i].loss, clean[i].loss)
 
 
-def test_mixed_sizes_compile_one_program_per_bucket():
-    shapes = [(32, 32), (40, 40), (48, 64), (64, 64)]
-    blends = sj.datasets.synthetic_blends(52, seed=11, shape=shapes, n_sources=(1, 6))
+def count_compiles(caplog, name):
+    """Compiles of the jitted function ``name`` logged (``jax_log_compiles``) so far."""
+    return sum(f"compilation of jit({name})" in r.getMessage() for r in caplog.records)
+
+
+def test_mixed_sizes_compile_at_most_one_block_program_per_planned_bucket(caplog):
+    shapes = [(32, 32), (48, 64)]
+    blends = sj.datasets.synthetic_blends(16, seed=11, shape=shapes, n_sources=(1, 4),
+                                          n_bands=3, psf_size=11, edge_margin=5)
     items = [(b.observation, b.centers) for b in blends]
-    keys = {(o.shape, o.diff_kernel.shape) for o, _ in items}  # image buckets used
-    before = fit_batch._cache_size()
-    res = deblend_batch(items, max_iter=10, chunk_size=64)
-    compiled = fit_batch._cache_size() - before
+    opts = dict(max_iter=10, grow_margin=10)  # room to grow: no blend leaves its bucket
+    plan = sj.plan(items, **opts)
+    assert plan.n_failed == 0 and sum(b.n_blends for b in plan.buckets) == 16
+    assert 1 <= len(plan.buckets) < 16 and "programs to compile" in str(plan)
+    stats = RunStats()
+    caplog.set_level(logging.WARNING)
+    with jax.log_compiles(True):
+        res = run(items, resolve_options(**opts), stats=stats)
     assert all(r.error is None for r in res)
-    assert 1 <= compiled <= len(keys)
-    assert compiled <= 4  # four image buckets
+    assert set(stats.buckets) == {b.key for b in plan.buckets}  # the plan is what ran
+    assert stats.regrown == 0
+    assert count_compiles(caplog, "advance") <= len(plan.buckets)
 
 
 def test_items_may_be_observations_to_detect_on(blends):

@@ -142,21 +142,20 @@ def test_detect_when_no_centers(hsc):
 
 
 def test_boxes_that_outgrow_their_slot_move_to_a_larger_one(hsc):
-    """Start every component in a 15x15 slot: resizing needs more room, the host moves the
-    blend to larger slots and the fit ends as good as one started in a large slot."""
-    from scarlet_jax.deblend import prepare_blend, run_fit, unpack_result
+    """With no room to grow (grow_margin=0) resizing needs larger slots: the blend moves to
+    a bucket with a larger box, with its state (no serial path), and the fit ends as good
+    as one started with room."""
     from scarlet_jax.options import resolve_options
-    from scarlet_jax.packing import pack_blend
+    from scarlet_jax.pipeline import RunStats, run
 
     obs, centers = hsc
-    opts = resolve_options(**sj.LSST_PIPELINE)
-    comps, centers = prepare_blend(obs, centers, opts)
-    small = pack_blend(obs, comps, box=15)
-    packed, state = run_fit(obs, comps, opts, small)
-    assert packed.key.box > 15 and not bool(state.needs_room) and bool(state.converged)
-    res = unpack_result(packed, state, obs, centers, opts)
-    sizes = res.support.sum(axis=(1, 2))
-    assert sizes.max() > 15 * 15  # some component grew past the first slot
+    stats = RunStats()
+    (res,) = run([(obs, centers)], resolve_options(grow_margin=0, **sj.LSST_PIPELINE),
+                 max_lanes=1, stats=stats)
+    assert stats.regrown >= 1 and len(stats.buckets) >= 2
+    assert res.converged and not res.diverged
+    boxes = sorted(key.box for key in stats.buckets)
+    assert res.morphs.shape[-1] == boxes[-1] > boxes[0]
     big = sj.deblend(obs, centers, **sj.LSST_PIPELINE)
     assert res.chi2_per_pixel() == pytest.approx(big.chi2_per_pixel(), rel=0.1)
 

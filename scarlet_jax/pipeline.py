@@ -1,0 +1,501 @@
+"""The one home of the deblending pipeline, on the host:
+
+    validate -> initialise -> plan and pack -> schedule and fit -> unpack
+
+:func:`run` does it for any number of blends; :func:`~scarlet_jax.deblend` is ``run`` of
+one blend in one lane and :func:`~scarlet_jax.deblend_batch` is ``run`` of many. A thread
+validates, initialises and packs blends ahead of the device (a bounded queue); the main
+thread keeps every bucket's lanes busy (:mod:`scarlet_jax.scheduler`); a second thread
+fetches and unpacks finished blends, and moves a blend whose box outgrew its slot to the
+bucket with the next box size (:func:`regrow`), with its state, without leaving the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .buckets import box_ladder, bucket_box, bucket_canvas
+from .cache import enable_compilation_cache
+from .centers import validate_centers
+from .errors import BadInputError
+from .fit import FitState, grow_state, resume_state
+from .memory import canvas_bytes, check_fits, lane_bytes, memory_limit
+from .observation import Observation, check_observation
+from .options import Options, resolve_options
+from .packing import PackedBlend, bucket_key, pack_blend
+from .plan import MERGE_RATIO, Plan, Planner, lanes_for, make_plan
+from .result import DeblendResult
+from .scheduler import LaneRun
+
+__all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
+           "default_max_lanes", "RunStats"]
+
+# Lanes of one bucket by default. On XLA:CPU a vmapped lane costs 2-2.7x a lone blend
+# (measured on a 64x64, 5-band, 8-slot bucket: 25 ms per block alone, 52-67 ms per lane
+# with 2-8 lanes), so a CPU runs each bucket in one lane (buckets still run side by side
+# and host work still overlaps); an accelerator wants many lanes.
+_CPU_LANES = 1
+_ACCELERATOR_LANES = 256
+
+
+def default_max_lanes() -> int:
+    platform = jax.local_devices()[0].platform
+    return _CPU_LANES if platform == "cpu" else _ACCELERATOR_LANES
+
+
+# ------------------------------------------------------------------------------ stages
+
+
+def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
+    """Validate, detect when ``centers`` is None, and initialise one blend (host).
+
+    Returns:
+      ``(components, centers)``: a list of :class:`~scarlet_jax.packing.InitComponent`
+      and the validated (S, 2) centers.
+    """
+    check_observation(observation)
+    v = opts.values
+    symmetric = v["symmetric"]
+    if centers is None:
+        if isinstance(symmetric, tuple):
+            raise BadInputError(
+                f"symmetric: {len(symmetric)} per-source flags but no centers (sources are "
+                "detected); pass True/False, or the centers"
+            )
+        from .detect import detect
+
+        centers = detect(observation, max_sources=v["max_sources"])
+        if len(centers) == 0:
+            raise BadInputError("no sources detected and no centers given")
+    centers, kept = validate_centers(centers, observation.shape[1:],
+                                     max_sources=v["max_sources"], return_kept=True)
+    if isinstance(symmetric, tuple):
+        if len(symmetric) != len(kept):
+            raise BadInputError(
+                f"symmetric: {len(symmetric)} per-source flags for {len(kept)} centers; give "
+                "one True/False per center, or one for all"
+            )
+        flags = np.asarray(symmetric, bool)[kept]  # a merged duplicate: the kept one's flag
+    else:
+        flags = np.full(len(centers), symmetric)
+    from .initialization import init_components, wavelet_detection_image
+
+    detect_image = wavelet_detection_image(observation) if v["init"] == "wavelet" else None
+    comps = init_components(
+        observation,
+        centers,
+        detect=detect_image,
+        min_snr=v["min_snr"],
+        initial_bg_thresh=v["initial_bg_thresh"],
+        bg_thresh=v["bg_thresh"],
+        max_components=v["max_components"],
+        monotonic=v["monotonic"],
+        fit_spectra=v["fit_spectra"],
+        weighted_spectra=v["weighted_spectra"],
+    )
+    comps = [c._replace(symmetric=bool(flags[c.source])) for c in comps]
+    return comps, centers
+
+
+def regrow(observation: Observation, comps, packed: PackedBlend, state: FitState,
+           opts: Options) -> tuple[PackedBlend, FitState]:
+    """Move a blend whose box outgrew its slot (``state.needs_room``) to the next slot box
+    of the ladder, carrying its fit state (host arrays in, host arrays out).
+
+    At the box that holds the whole image from any peak no box can outgrow its slot; a
+    blend that still asks for room there goes on in the same bucket.
+    """
+    height, width = observation.shape[1:]
+    cap = bucket_box(2 * max(height, width) + 1)
+    bigger = next(b for b in box_ladder() if b > packed.key.box)
+    if packed.key.box < cap:
+        pad = (bigger - packed.key.box) // 2
+        packed = pack_blend(observation, comps, box=bigger, slots=packed.key.slots,
+                            canvas=packed.key.canvas)
+        state = grow_state(state, pad)
+    return packed, jax.device_get(resume_state(state, opts.config))
+
+
+def unpack_result(
+    packed: PackedBlend, state: FitState, observation: Observation, centers, opts: Options
+) -> DeblendResult:
+    """Device fit state of one blend -> host :class:`DeblendResult` (padding removed)."""
+    n = packed.n_components
+    state = jax.device_get(state)
+    n_iter = int(state.it)
+    support = np.asarray(state.support[:n]) > 0
+    return DeblendResult(
+        observation=observation,
+        centers=np.asarray(centers, np.float32),
+        spectra=np.asarray(state.components.spectra[:n], np.float32),
+        morphs=np.asarray(state.components.morphs[:n], np.float32),
+        origins=np.asarray(packed.placement.origins[:n], np.int32),
+        support=support,
+        peaks=np.asarray(packed.placement.peaks[:n], np.int32),
+        component_source=np.asarray(packed.placement.source[:n], np.int32),
+        loss=np.asarray(state.history[:n_iter], np.float32),
+        n_iter=n_iter,
+        converged=bool(state.converged),
+        diverged=bool(state.diverged),
+        options=dict(opts.values),
+    )
+
+
+def failed_result(observation, error: str, opts: Options) -> DeblendResult:
+    """The result of a blend that could not be fitted (``status == "failed"``)."""
+    b = observation.n_bands if isinstance(observation, Observation) else 0
+    observation = observation if isinstance(observation, Observation) else None
+    return DeblendResult(
+        observation=observation,
+        centers=np.zeros((0, 2), np.float32),
+        spectra=np.zeros((0, b), np.float32),
+        morphs=np.zeros((0, 1, 1), np.float32),
+        origins=np.zeros((0, 2), np.int32),
+        support=np.zeros((0, 1, 1), bool),
+        peaks=np.zeros((0, 2), np.int32),
+        component_source=np.zeros((0,), np.int32),
+        loss=np.zeros((0,), np.float32),
+        n_iter=0,
+        converged=False,
+        diverged=False,
+        options=dict(opts.values),
+        error=error,
+    )
+
+
+def _as_pair(item):
+    if isinstance(item, Observation):
+        return item, None
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return item[0], item[1]
+    raise BadInputError(
+        f"batch items must be Observation or (observation, centers) pairs, got "
+        f"{type(item).__name__}"
+    )
+
+
+@dataclasses.dataclass
+class _Job:
+    """One blend in flight on the host: its input, initial components, packed arrays in
+    its bucket, and (after a regrow) the state it goes on from."""
+
+    index: int
+    observation: Observation
+    centers: np.ndarray
+    components: list
+    natural: object  # its own BucketKey
+    packed: PackedBlend | None = None
+    state: FitState | None = None
+
+
+def _initialise(index: int, item, opts: Options, limit: int) -> _Job:
+    """Validate and initialise one blend; check it fits in memory."""
+    obs, centers = _as_pair(item)
+    check_observation(obs)
+    n_bands, height, width = obs.shape
+    canvas = (bucket_canvas(height), bucket_canvas(width))
+    check_fits(canvas_bytes(n_bands, canvas, canvas), limit,
+               f"blend {obs.shape} (bands, height, width)")
+    comps, centers = prepare_blend(obs, centers, opts)
+    natural = bucket_key(obs, comps, grow_margin=opts["grow_margin"])
+    check_fits(lane_bytes(natural, opts["max_iter"]), limit,
+               f"blend {obs.shape} (bands, height, width) with {len(comps)} components "
+               f"(slots of {natural.box}x{natural.box})")
+    return _Job(index, obs, centers, comps, natural)
+
+
+def _pack(job: _Job, key, opts: Options) -> _Job:
+    job.packed = pack_blend(job.observation, job.components, box=key.box, slots=key.slots,
+                            canvas=key.canvas, grow_margin=opts["grow_margin"])
+    return job
+
+
+# --------------------------------------------------------------------------------- run
+
+
+@dataclasses.dataclass
+class RunStats:
+    """What a :func:`run` did (for benchmarks).
+
+    Attributes:
+      wall: seconds of the whole run.
+      device_wait: seconds the main thread waited for the device (block flags): the
+        device was busy then.
+      host_wait: seconds the main thread waited for prepared blends with no lane busy.
+      blocks: blocks dispatched, over all buckets.
+      lane_blocks: lanes x blocks dispatched; busy_lane_blocks: those that held a blend.
+      buckets: bucket keys run (including those opened by regrowth) -> lanes.
+      regrown: blends moved to a larger box during the fit.
+      prep_seconds: seconds the host thread spent validating, initialising and packing.
+    """
+
+    wall: float = 0.0
+    device_wait: float = 0.0
+    host_wait: float = 0.0
+    blocks: int = 0
+    lane_blocks: int = 0
+    busy_lane_blocks: int = 0
+    buckets: dict = dataclasses.field(default_factory=dict)
+    regrown: int = 0
+    prep_seconds: float = 0.0
+    n_prepared: int = 0
+
+    @property
+    def lane_occupancy(self) -> float:
+        return self.busy_lane_blocks / max(self.lane_blocks, 1)
+
+    @property
+    def device_busy(self) -> float:
+        return 1.0 - self.host_wait / self.wall if self.wall else 0.0
+
+
+def _sharding(n_devices: int):
+    if n_devices == 1:
+        return None
+    mesh = Mesh(np.array(jax.local_devices()[:n_devices]), ("blend",))
+    return NamedSharding(mesh, PartitionSpec("blend"))
+
+
+class _Prep(threading.Thread):
+    """Validates, initialises, plans and packs blends ahead of the device, into a bounded
+    inbox; messages ``("blend", job)``, ``("error", index, observation, err)`` and finally
+    ``("end",)``."""
+
+    def __init__(self, items, opts, planner, inbox, limit, stats, background):
+        super().__init__(daemon=True)
+        self.items, self.opts, self.planner = items, opts, planner
+        self.inbox, self.limit, self.stats = inbox, limit, stats
+        self.stop = threading.Event()
+        self.background = background
+
+    def _put(self, msg):
+        while not self.stop.is_set():
+            try:
+                self.inbox.put(msg, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def run(self):
+        try:
+            for i, item in enumerate(self.items):
+                if self.stop.is_set():
+                    return
+                t0 = time.perf_counter()
+                try:
+                    job = _initialise(i, item, self.opts, self.limit)
+                    job = _pack(job, self.planner.assign(job.natural), self.opts)
+                    msg = ("blend", job)
+                except (BadInputError, ValueError) as err:
+                    obs = item[0] if isinstance(item, (tuple, list)) and item else item
+                    msg = ("error", i, obs, err)
+                self.stats.prep_seconds += time.perf_counter() - t0
+                self.stats.n_prepared += 1
+                self._put(msg)
+            self._put(("end",))
+        except BaseException as err:  # a bug: hand it to the main thread
+            self._put(("crash", err))
+
+
+def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
+        raise_errors: bool = False, merge_ratio: float = MERGE_RATIO,
+        memory_limit_bytes=None, ahead: int | None = None, progress=None,
+        stats: RunStats | None = None) -> list[DeblendResult]:
+    """Deblend ``items`` (``(observation, centers)`` pairs or observations) in input order.
+
+    Args:
+      items: the blends.
+      opts: resolved options (shared by every blend).
+      max_lanes: most lanes of a bucket (default :func:`default_max_lanes`).
+      devices: local devices the lanes are sharded over.
+      raise_errors: raise a blend's :class:`BadInputError` (else it gets a failed result
+        and a warning).
+      merge_ratio: the plan's merge rule (:mod:`scarlet_jax.plan`).
+      memory_limit_bytes: see :func:`scarlet_jax.memory.memory_limit`.
+      ahead: blocks kept in flight before the host reads a bucket's flags. Default 1 with
+        several lanes (the device does not wait for the host between blocks; a finished
+        lane idles one block), 0 with one lane (a lone lane would compute a whole block
+        past its blend's stop, and other buckets' blocks keep the device busy meanwhile).
+      progress: an object with ``update(n)`` called as blends finish.
+      stats: a :class:`RunStats` to fill in.
+    """
+    enable_compilation_cache()
+    t_start = time.perf_counter()
+    stats = RunStats() if stats is None else stats
+    items = list(items)
+    max_lanes = default_max_lanes() if max_lanes is None else int(max_lanes)
+    ahead = (1 if max_lanes > 1 else 0) if ahead is None else int(ahead)
+    limit = memory_limit(memory_limit_bytes)
+    planner = Planner(merge_ratio)
+    sharding = _sharding(devices)
+    results: list[DeblendResult | None] = [None] * len(items)
+    inbox: queue.Queue = queue.Queue(maxsize=64)
+    background = len(items) > 1
+    prep = _Prep(items, opts, planner, inbox, limit, stats, background)
+    if background:
+        prep.start()
+    else:
+        prep.run()
+    runs: dict = {}
+    futures = []
+    regrowing = 0
+    prep_done = False
+    helper = ThreadPoolExecutor(max_workers=1)
+
+    def finish(job, needs_room, state):
+        try:
+            return _finish(job, needs_room, state)
+        except BaseException as err:  # a bug: hand it to the main thread (never hang)
+            inbox.put(("crash", err))
+            raise
+
+    def _finish(job, needs_room, state):
+        if needs_room:
+            state = jax.device_get(state)
+            job.packed, job.state = regrow(job.observation, job.components, job.packed,
+                                           state, opts)
+            inbox.put(("again", job))
+            return None
+        res = unpack_result(job.packed, state, job.observation, job.centers, opts)
+        results[job.index] = res
+        if progress is not None:
+            progress.update(1)
+        return res
+
+    try:
+        while True:
+            busy = any(isinstance(r, LaneRun) and r.has_work for r in runs.values())
+            while True:  # take what the host threads have ready; wait only when idle
+                wait = not busy and not (prep_done and regrowing == 0)
+                t0 = time.perf_counter()
+                try:
+                    msg = inbox.get(block=wait, timeout=None)
+                except queue.Empty:
+                    break
+                finally:
+                    if wait:
+                        stats.host_wait += time.perf_counter() - t0
+                if msg[0] == "crash":
+                    raise msg[1]
+                if msg[0] == "end":
+                    prep_done = True
+                elif msg[0] == "error":
+                    _, i, obs, err = msg
+                    if raise_errors:
+                        raise err
+                    warnings.warn(f"blend {i} skipped: {err}", stacklevel=3)
+                    results[i] = failed_result(obs, str(err), opts)
+                    if progress is not None:
+                        progress.update(1)
+                else:
+                    job = msg[1]
+                    if msg[0] == "again":
+                        regrowing -= 1
+                        stats.regrown += 1
+                    key = job.packed.key
+                    if key not in runs:
+                        runs[key] = None
+                    if runs[key] is None or isinstance(runs[key], list):
+                        runs[key] = (runs[key] or []) + [job]
+                    else:
+                        runs[key].queue.append(job)
+                busy = True  # check for more without waiting
+            # start the buckets whose lane count is known
+            for key, run_ in list(runs.items()):
+                if isinstance(run_, list) and (len(run_) >= max_lanes or prep_done):
+                    cap = max(limit // lane_bytes(key, opts["max_iter"]), 1)
+                    n_lanes = lanes_for(len(run_), max_lanes, devices, cap=cap)
+                    lane_run = LaneRun(key, n_lanes, opts.params, opts.config, sharding,
+                                       ahead)
+                    lane_run.queue.extend(run_)
+                    runs[key] = lane_run
+                    stats.buckets[key] = n_lanes
+            active = [r for r in runs.values() if isinstance(r, LaneRun) and r.has_work]
+            if not active:
+                if prep_done and regrowing == 0 and not any(
+                        isinstance(r, list) for r in runs.values()):
+                    break
+                continue
+            for r in active:
+                r.refill()
+                r.dispatch()
+                stats.blocks += 1
+                stats.lane_blocks += r.n_lanes
+            for r in active:
+                t0 = time.perf_counter()
+                done = r.retire()
+                stats.device_wait += time.perf_counter() - t0
+                for job, needs_room, state in done:
+                    if needs_room:
+                        regrowing += 1
+                    futures.append(helper.submit(finish, job, needs_room, state))
+        for f in futures:
+            f.result()  # re-raise a host thread's error
+    finally:
+        prep.stop.set()
+        helper.shutdown(wait=True)
+    stats.busy_lane_blocks = sum(r.busy_lane_blocks for r in runs.values()
+                                 if isinstance(r, LaneRun))
+    stats.wall = time.perf_counter() - t_start
+    return results
+
+
+# ------------------------------------------------------------------------- plan/warmup
+
+
+def _plan_jobs(items, max_lanes, devices, merge_ratio, memory_limit_bytes, options):
+    """Initialise every blend and plan them: ``(plan, options, first job of each bucket)``."""
+    devices = len(jax.local_devices()) if devices is None else int(devices)
+    opts = resolve_options(**options)
+    limit = memory_limit(memory_limit_bytes)
+    planner = Planner(merge_ratio)
+    errors, first = {}, {}
+    for i, item in enumerate(items):
+        try:
+            job = _initialise(i, item, opts, limit)
+        except (BadInputError, ValueError) as err:
+            errors[i] = str(err)
+            continue
+        first.setdefault(planner.assign(job.natural), job)
+    max_lanes = default_max_lanes() if max_lanes is None else int(max_lanes)
+    the_plan = make_plan(planner, len(items), errors, max_lanes, devices, limit,
+                         opts["max_iter"], opts["block"])
+    return the_plan, opts, first, devices
+
+
+def plan(items, *, max_lanes: int | None = None, devices: int | None = None,
+         merge_ratio: float = MERGE_RATIO, memory_limit=None, **options) -> Plan:
+    """What :func:`~scarlet_jax.deblend_batch` would compile and run for ``items`` with the
+    same arguments, without fitting: the buckets, their blends and lanes, the padding, and
+    the programs. Validates and initialises every blend (host work only; nothing is
+    compiled)."""
+    return _plan_jobs(list(items), max_lanes, devices, merge_ratio, memory_limit, options)[0]
+
+
+def warmup(items, *, max_lanes: int | None = None, devices: int | None = None,
+           merge_ratio: float = MERGE_RATIO, memory_limit=None, **options) -> Plan:
+    """Compile ahead of time the programs :func:`~scarlet_jax.deblend_batch` needs for
+    ``items`` with the same arguments (one blend of each planned bucket is fitted for one
+    block, in the bucket's lanes); with the persistent compilation cache on, later
+    processes load them from disk. Returns the :class:`Plan`."""
+    enable_compilation_cache()
+    the_plan, opts, first, devices = _plan_jobs(list(items), max_lanes, devices, merge_ratio,
+                                                memory_limit, options)
+    sharding = _sharding(devices)
+    for bucket in the_plan.buckets:
+        lane_run = LaneRun(bucket.key, bucket.lanes, opts.params, opts.config, sharding)
+        lane_run.queue.append(_pack(first[bucket.key], bucket.key, opts))
+        lane_run.refill()
+        lane_run.dispatch()
+        lane_run.retire(final=True)
+        jax.block_until_ready(lane_run.lanes)
+    return the_plan

@@ -1,0 +1,153 @@
+"""The lane scheduler: each bucket fits its blends in a fixed number of lanes.
+
+A bucket's device state is one pytree ``(data, placement, state)`` whose leaves have a
+leading lane axis ``L``. One jitted program (:func:`advance`) runs ``config.block``
+iterations on every lane (a ``vmap`` over lanes of a ``lax.scan`` of the step). Between
+blocks the host reads the previous block's ``(done, needs_room)`` flags only (the next
+block is already dispatched, so the device does not wait), retires the finished lanes
+(:func:`read_lane`: one lane's final state, fetched later by a host thread) and writes the
+next blends of the bucket's queue into the free lanes (:func:`write_lane`, donated: one
+lane's slice is updated in place). A lane never sees another blend's values: a write
+replaces every leaf of the lane, and an empty lane holds a finished (frozen) state.
+
+Device work per blend is about its own iteration count (plus at most two blocks between
+its stop and its retirement), not the slowest blend's.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+
+import jax
+import numpy as np
+
+from .fit import FitConfig, FitParams, finish_state, init_state, run_block
+
+__all__ = ["advance", "write_lane", "read_lane", "start_state", "LaneRun"]
+
+
+@functools.partial(jax.jit, static_argnames="config", donate_argnums=(2,))
+def advance(data, placement, state, params: FitParams, config: FitConfig):
+    """``config.block`` iterations on every lane (one lane runs the blend's own program:
+    XLA compiles a ``vmap`` over one lane differently, and rounds differently).
+
+    Returns:
+      ``(state, flags)``: the new (L, ...) state and (2, L) bool ``[done, needs_room]``.
+    """
+    if state.done.shape[0] == 1:  # one lane: the blend's own program, no vmap (static)
+        one = jax.tree.map(lambda x: x[0], (data, placement, state))
+        new = jax.tree.map(lambda x: x[None], run_block(*one, params, config))
+    else:
+        new = jax.vmap(lambda d, p, s: run_block(d, p, s, params, config))(
+            data, placement, state)
+    return new, jax.numpy.stack([new.done, new.needs_room])
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def write_lane(lanes, index, one):
+    """``lanes`` with lane ``index`` replaced by ``one`` (same tree without the lane axis)."""
+    return jax.tree.map(lambda ls, x: jax.lax.dynamic_update_index_in_dim(ls, x, index, 0),
+                        lanes, one)
+
+
+@jax.jit
+def read_lane(lanes, index):
+    """The final :class:`~scarlet_jax.fit.FitState` of lane ``index`` (see
+    :func:`~scarlet_jax.fit.finish_state`)."""
+    data, placement, state = jax.tree.map(
+        lambda ls: jax.lax.dynamic_index_in_dim(ls, index, 0, keepdims=False), lanes)
+    return finish_state(data, placement, state)
+
+
+start_state = jax.jit(init_state, static_argnames="config")
+
+
+class LaneRun:
+    """Host bookkeeping of one bucket: its queue of jobs, which job holds each lane, and
+    the device lanes.
+
+    A job is any object with ``packed`` (a :class:`~scarlet_jax.packing.PackedBlend`) and
+    ``state`` (None for a fresh blend, else a :class:`~scarlet_jax.fit.FitState` to go on
+    from). ``ahead`` blocks are kept in flight before flags are read (1: the host reads
+    block t's flags while block t+1 runs).
+    """
+
+    def __init__(self, key, n_lanes: int, params: FitParams, config: FitConfig,
+                 sharding=None, ahead: int = 1):
+        self.key = key
+        self.n_lanes = n_lanes
+        self.params = params
+        self.config = config
+        self.sharding = sharding
+        self.ahead = ahead
+        self.queue: deque = deque()
+        self.jobs: list = [None] * n_lanes
+        self.filled_at = [0] * n_lanes  # block index from which a lane's flags are its job's
+        self.lanes = None
+        self.pending: deque = deque()  # (block index, (2, L) flags on device)
+        self.blocks = 0
+        self.busy_lane_blocks = 0
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.queue) or any(j is not None for j in self.jobs)
+
+    def _lane_of(self, job):
+        packed = job.packed
+        state = job.state
+        if state is None:
+            state = start_state(packed.data, packed.placement, packed.components,
+                                self.params, self.config)
+        return (packed.data, packed.placement, state)
+
+    def _start(self, one) -> None:
+        """Lanes filled with copies of ``one``, every copy finished (a frozen lane)."""
+        one = jax.device_get(one)
+        data, placement, state = one
+        state = state._replace(done=np.ones_like(state.done))
+        tiled = jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], self.n_lanes, axis=0),
+                             (data, placement, state))
+        self.lanes = jax.device_put(tiled, self.sharding) if self.sharding else \
+            jax.device_put(tiled)
+
+    def refill(self) -> int:
+        """Write queued jobs into free lanes; returns how many were written."""
+        n = 0
+        for i in range(self.n_lanes):
+            if not self.queue:
+                break
+            if self.jobs[i] is not None:
+                continue
+            job = self.queue.popleft()
+            one = self._lane_of(job)
+            if self.lanes is None:
+                self._start(one)
+            self.lanes = write_lane(self.lanes, np.int32(i), one)
+            self.jobs[i] = job
+            self.filled_at[i] = self.blocks
+            n += 1
+        return n
+
+    def dispatch(self) -> None:
+        """Run one block on every lane (asynchronously)."""
+        data, placement, state = self.lanes
+        state, flags = advance(data, placement, state, self.params, self.config)
+        self.lanes = (data, placement, state)
+        self.pending.append((self.blocks, flags))
+        self.blocks += 1
+        self.busy_lane_blocks += sum(j is not None for j in self.jobs)
+
+    def retire(self, final: bool = False) -> list:
+        """Jobs whose lanes finished, read from flags at least ``ahead`` blocks old (all
+        flags when ``final``): a list of ``(job, needs_room, state)`` with ``state`` the
+        lane's final state on the device (not fetched)."""
+        out = []
+        while self.pending and (final or len(self.pending) > self.ahead):
+            block, flags = self.pending.popleft()
+            flags = np.asarray(jax.device_get(flags))
+            for i, job in enumerate(self.jobs):
+                if job is not None and block >= self.filled_at[i] and flags[0, i]:
+                    out.append((job, bool(flags[1, i]), read_lane(self.lanes, np.int32(i))))
+                    self.jobs[i] = None
+        return out
