@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = dict(
     max_iter=300,
     e_rel=1e-3,
     min_iter=5,
+    stop_window=10,
     optimizer="adaprox",
     init="chi2",
     monotonic=True,
@@ -49,7 +50,8 @@ DEFAULTS: dict[str, Any] = dict(
 )
 
 #: The LSST pipeline recipe used for scarlet lite's reference fit of hsc_cosmos_35.
-LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0)
+LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0,
+                                     stop_window=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Options:
 MAX_ITER_LIMIT = 100_000
 
 _BOOLS = ("monotonic", "fit_spectra", "weighted_spectra")
-_COUNTS = ("max_iter", "min_iter", "resize", "grow", "grow_margin", "fit_radius",
+_COUNTS = ("max_iter", "min_iter", "stop_window", "resize", "grow", "grow_margin", "fit_radius",
            "max_components", "block")
 _POSITIVE = ("e_rel", "morph_step", "divergence_factor", "min_snr")
 _NON_NEGATIVE = ("bg_thresh", "initial_bg_thresh", "sparsity_thresh", "spectrum_step_noise",
@@ -133,6 +135,7 @@ def resolve_options(**options) -> Options:
     _check(v["max_iter"] <= MAX_ITER_LIMIT,
            f"max_iter must be <= {MAX_ITER_LIMIT} (the loss history is allocated up front), "
            f"got {v['max_iter']}")
+    _check(v["stop_window"] >= 1, f"stop_window must be >= 1, got {v['stop_window']}")
     _check(v["block"] >= 1, f"block must be >= 1, got {v['block']}")
     _check(v["max_components"] in (1, 2),
            f"max_components must be 1 or 2, got {v['max_components']}")
@@ -161,6 +164,7 @@ def resolve_options(**options) -> Options:
         resize=v["resize"],
         grow=v["grow"],
         block=v["block"],
+        stop_window=v["stop_window"],
         constraints=ConstraintConfig(
             monotonic=bool(v["monotonic"]),
             symmetric=any(np.atleast_1d(v["symmetric"])),
