@@ -277,6 +277,8 @@ def _cell(value):
 def _summary(result, measurement) -> str:
     import numpy as np
 
+    from .measure import flag_names
+
     obs = result.observation
     b, h, w = obs.shape
     lines = [
@@ -293,7 +295,7 @@ def _summary(result, measurement) -> str:
     width = max(9, *(len(x) + 2 for x in obs.bands))
     head = "src      y      x  nc  chi2/pix |"
     head += "".join(f" {'F_' + x:>{width}s}" for x in obs.bands)
-    head += " |" + "".join(f" {'C_' + x:>{width}s}" for x in obs.bands)
+    head += " |" + "".join(f" {'C_' + x:>{width}s}" for x in obs.bands) + " | flags"
     lines.append(head)
     m = measurement
     for s in range(result.n_sources):
@@ -302,8 +304,10 @@ def _summary(result, measurement) -> str:
                f"{chi if np.isfinite(chi) else float('nan'):9.3f} |")
         row += "".join(f" {v:{width}.4g}" for v in m.fluxes[s])
         row += " |" + "".join(f" {v:{width}.4g}" for v in m.conserved_fluxes[s])
+        row += f" | {flag_names(m.flags[s]) or '-'}"
         lines.append(row)
-    lines.append("F: model flux (model frame); C: flux-conserved (re-distributed data)")
+    lines.append("F: model flux (model frame); C: flux-conserved (re-distributed data); "
+                 "flags: see scarlet_jax.measure.FLAGS")
     return "\n".join(lines)
 
 
