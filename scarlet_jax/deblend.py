@@ -130,6 +130,7 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
         monotonic=v["monotonic"],
         fit_spectra=v["fit_spectra"],
         weighted_spectra=v["weighted_spectra"],
+        noise_relative=v["init_noise_relative"],
     )
     comps = [c._replace(symmetric=bool(flags[c.source])) for c in comps]
     return comps, centers

@@ -415,6 +415,17 @@ def fit_spectra(
 _fit_all_spectra = fit_spectra
 
 
+def _detection_noise(observation: Observation, detect: np.ndarray, given: bool) -> float:
+    """Noise rms of the detection image: ``sqrt(sum_b 1 / noise_rms_b**2)`` for the chi^2
+    image (its exact rms for independent noise), else 1.4826 x the median absolute
+    deviation of ``detect``."""
+    if not given:
+        rms = np.asarray(observation.noise_rms, np.float64)
+        rms = rms[np.isfinite(rms) & (rms > 0)]
+        return float(np.sqrt(np.sum(1.0 / rms**2))) if rms.size else 0.0
+    return float(1.4826 * np.median(np.abs(detect - np.median(detect))))
+
+
 # --------------------------------------------------------------------------- the driver
 
 
@@ -433,6 +444,7 @@ def init_components(
     symmetric_init: bool = True,
     fit_spectra: bool = True,
     weighted_spectra: bool = True,
+    noise_relative: bool = False,
 ) -> list[InitComponent]:
     """Initial components for every source (scarlet lite's ``FactorizedInitialization``).
 
@@ -459,6 +471,12 @@ def init_components(
       weighted_spectra: weight the spectrum fits by ``observation.weights`` (default);
         False fits every valid pixel with weight 1, as lite's ``multifit_spectra`` does
         (this reproduces lite's initial log-likelihood on the HSC blend to 1e-6).
+      noise_relative: cut the morphology at ``initial_bg_thresh`` times the noise rms of
+        the detection image (``sqrt(sum_b 1 / noise_rms_b**2)`` for the chi^2 image, the
+        median absolute deviation of a given ``detect``) instead of lite's
+        ``mean(noise_rms) * initial_bg_thresh``, whose units do not match the chi^2 image:
+        lite's cut is 1e-4 sigma on HSC but thousands of sigma on LSST-depth images in
+        electrons, where it leaves large galaxies in 13-15 px boxes.
 
     Returns:
       The components, source by source (core before disk), as :class:`InitComponent` with
@@ -482,6 +500,7 @@ def init_components(
         raise BadInputError(f"initial_bg_thresh must be finite, got {initial_bg_thresh}")
     padding = int(padding)
 
+    detect_given = detect is not None
     if detect is None:
         detect = detection_image(observation)
     else:
@@ -497,6 +516,8 @@ def init_components(
     images = np.asarray(observation.images, np.float64)
     convolved = convolve_same(detect, observation.diff_kernel)  # (B, H, W)
     threshold = float(np.mean(observation.noise_rms)) * initial_bg_thresh
+    if noise_relative:
+        threshold = _detection_noise(observation, detect, detect_given) * initial_bg_thresh
     split = disk_percentile / 100.0
     psf_peaks = _psf_peaks(observation)
 

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = dict(
     fit_radius=1,
     bg_thresh=0.25,
     initial_bg_thresh=0.5,
+    init_noise_relative=True,
     min_snr=50.0,
     max_components=2,
     fit_spectra=True,
@@ -51,7 +52,7 @@ DEFAULTS: dict[str, Any] = dict(
 
 #: The LSST pipeline recipe used for scarlet lite's reference fit of hsc_cosmos_35.
 LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0,
-                                     stop_window=1)
+                                     stop_window=1, init_noise_relative=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Options:
 #: per blend, so a typo like ``max_iter=10**9`` would ask for gigabytes.
 MAX_ITER_LIMIT = 100_000
 
-_BOOLS = ("monotonic", "fit_spectra", "weighted_spectra")
+_BOOLS = ("monotonic", "fit_spectra", "weighted_spectra", "init_noise_relative")
 _COUNTS = ("max_iter", "min_iter", "stop_window", "resize", "grow", "grow_margin", "fit_radius",
            "max_components", "block")
 _POSITIVE = ("e_rel", "morph_step", "divergence_factor", "min_snr")
