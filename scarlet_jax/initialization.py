@@ -428,6 +428,11 @@ def _detection_noise(observation: Observation, detect: np.ndarray, given: bool) 
 
 # --------------------------------------------------------------------------- the driver
 
+#: ``symmetric_dominated``: a source is dominated when its brighter neighbours give more
+#: than this fraction of the detection image at its centre.
+DOMINATED = 0.5
+
+
 
 def init_components(
     observation: Observation,
@@ -445,6 +450,8 @@ def init_components(
     fit_spectra: bool = True,
     weighted_spectra: bool = True,
     noise_relative: bool = False,
+    subtract: bool = False,
+    symmetric_dominated: bool = False,
 ) -> list[InitComponent]:
     """Initial components for every source (scarlet lite's ``FactorizedInitialization``).
 
@@ -477,6 +484,15 @@ def init_components(
         ``mean(noise_rms) * initial_bg_thresh``, whose units do not match the chi^2 image:
         lite's cut is 1e-4 sigma on HSC but thousands of sigma on LSST-depth images in
         electrons, where it leaves large galaxies in 13-15 px boxes.
+      subtract: initialise the sources from the brightest (largest detection value at the
+        centre) to the faintest, each on the detection image minus the morphologies of the
+        brighter ones, so a faint source does not start with a bright neighbour's wing as
+        its own morphology (lite initialises every source on the whole image).
+      symmetric_dominated: with ``subtract``, mark a source ``symmetric`` when the
+        brighter sources make up more than ``DOMINATED`` (half) of the detection image at
+        its centre. The data cannot tell such a source's light from its neighbour's, and a
+        free morphology there grows over the neighbour's wing (a faint galaxy reported
+        many times too bright); a symmetric one cannot keep a one-sided wing.
 
     Returns:
       The components, source by source (core before disk), as :class:`InitComponent` with
@@ -521,14 +537,25 @@ def init_components(
     split = disk_percentile / 100.0
     psf_peaks = _psf_peaks(observation)
 
-    components: list[InitComponent] = []
-    for source, c in enumerate(pix):
-        cy, cx = int(c[0]), int(c[1])
+    by_source: list[list[InitComponent]] = [[] for _ in range(len(pix))]
+    dominated: set[int] = set()
+    order = range(len(pix))
+    remaining = detect
+    if subtract:
+        order = np.argsort(-detect[pix[:, 0].astype(int), pix[:, 1].astype(int)], kind="stable")
+        remaining = detect.copy()
+    for source in order:
+        source = int(source)
+        components = by_source[source]
+        cy, cx = int(pix[source, 0]), int(pix[source, 1])
         if max_components == 0:
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
         snr = np.floor(psf_weighted_snr(observation, (cy, cx))) / min_snr
-        det = symmetrize_about(detect, (cy, cx)) if symmetric_init else detect
+        if (subtract and symmetric_dominated and detect[cy, cx] > 0
+                and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
+            dominated.add(source)
+        det = symmetrize_about(remaining, (cy, cx)) if symmetric_init else remaining
         found = _init_morph(
             det, (cy, cx), threshold=threshold, padding=padding, monotonic=monotonic
         )
@@ -536,6 +563,9 @@ def init_components(
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
         origin, morph = found
+        if subtract:
+            (oy, ox), (mh, mw) = origin, morph.shape
+            remaining[oy : oy + mh, ox : ox + mw] -= morph
         conv_c = convolved[:, cy, cx]
         spectrum = np.divide(images[:, cy, cx], conv_c, out=np.zeros(n_bands), where=conv_c > 0)
         spectrum = np.maximum(spectrum, 0.0)
@@ -566,6 +596,8 @@ def init_components(
             p._replace(spectrum=s.astype(np.float32)) for p, s in zip(pair, spectra, strict=True)
         )
 
+    components = [c._replace(symmetric=True) if c.source in dominated else c
+                  for comps in by_source for c in comps]
     if fit_spectra and components:
         components = _fit_all_spectra(observation, components, weighted=weighted_spectra)
     return components

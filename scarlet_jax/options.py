@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = dict(
     bg_thresh=0.25,
     initial_bg_thresh=0.5,
     init_noise_relative=True,
+    init_subtract=True,
+    symmetric_dominated=True,
     min_snr=50.0,
     max_components=2,
     fit_spectra=True,
@@ -52,7 +54,8 @@ DEFAULTS: dict[str, Any] = dict(
 
 #: The LSST pipeline recipe used for scarlet lite's reference fit of hsc_cosmos_35.
 LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0,
-                                     stop_window=1, init_noise_relative=False)
+                                     stop_window=1, init_noise_relative=False,
+                                     init_subtract=False, symmetric_dominated=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +74,8 @@ class Options:
 #: per blend, so a typo like ``max_iter=10**9`` would ask for gigabytes.
 MAX_ITER_LIMIT = 100_000
 
-_BOOLS = ("monotonic", "fit_spectra", "weighted_spectra", "init_noise_relative")
+_BOOLS = ("monotonic", "fit_spectra", "weighted_spectra", "init_noise_relative",
+          "init_subtract", "symmetric_dominated")
 _COUNTS = ("max_iter", "min_iter", "stop_window", "resize", "grow", "grow_margin", "fit_radius",
            "max_components", "block")
 _POSITIVE = ("e_rel", "morph_step", "divergence_factor", "min_snr")
@@ -168,7 +172,7 @@ def resolve_options(**options) -> Options:
         stop_window=v["stop_window"],
         constraints=ConstraintConfig(
             monotonic=bool(v["monotonic"]),
-            symmetric=any(np.atleast_1d(v["symmetric"])),
+            symmetric=any(np.atleast_1d(v["symmetric"])) or v["symmetric_dominated"],
             sparsity=v["sparsity"],
             fit_radius=v["fit_radius"],
         ),
