@@ -198,8 +198,9 @@ def deblend(
     Args:
       observation: from :func:`~scarlet_jax.make_observation`.
       centers: (S, 2) (y, x) source centers in pixels; None to detect them.
-      max_iter, e_rel, min_iter: stop when ``|L_t - L_{t-1}| < e_rel * |L_t|`` after
-        ``min_iter`` iterations, or at ``max_iter``.
+      max_iter, e_rel, min_iter: stop when ``|L_t - L_{t-W}| < W * e_rel * |L_t|`` after
+        ``min_iter`` iterations (``W`` = the ``stop_window`` option, 10; 1 in
+        ``LSST_PIPELINE``, lite's rule), or at ``max_iter``.
       **options: see :data:`scarlet_jax.options.DEFAULTS` (``optimizer``, ``monotonic``,
         ``symmetric``, ``sparsity``, ``bg_thresh``, ``resize``, ...). ``symmetric`` is one
         bool for all sources or a sequence of one bool per center (in ``centers`` order).
