@@ -118,6 +118,7 @@ def _timing(times: dict) -> str:
 def _summary(result, measurement, unit: str | None) -> str:
     import numpy as np
 
+    from .measure import flag_names
     from .tables import IMAGE_UNITS, _zero_floor
 
     obs = result.observation
@@ -136,7 +137,7 @@ def _summary(result, measurement, unit: str | None) -> str:
     width = max(9, *(len(x) + 2 for x in obs.bands))
     head = "src      y      x  nc  chi2/pix |"
     head += "".join(f" {'F_' + x:>{width}s}" for x in obs.bands)
-    head += " |" + "".join(f" {'C_' + x:>{width}s}" for x in obs.bands)
+    head += " |" + "".join(f" {'C_' + x:>{width}s}" for x in obs.bands) + " | flags"
     lines.append(head)
     m = measurement
     fluxes = _zero_floor(m.fluxes, obs.noise_rms)
@@ -147,9 +148,11 @@ def _summary(result, measurement, unit: str | None) -> str:
                f"{chi if np.isfinite(chi) else float('nan'):9.3f} |")
         row += "".join(f" {v:{width}.4g}" for v in fluxes[s])
         row += " |" + "".join(f" {v:{width}.4g}" for v in conserved[s])
+        row += f" | {flag_names(m.flags[s]) or '-'}"
         lines.append(row)
     lines.append(f"F: model flux (model frame); C: flux-conserved (re-distributed data); "
-                 f"fluxes in {unit or IMAGE_UNITS}; (y, x) 0-based pixels")
+                 f"fluxes in {unit or IMAGE_UNITS}; (y, x) 0-based pixels; "
+                 "flags: see scarlet_jax.measure.FLAGS")
     return "\n".join(lines)
 
 

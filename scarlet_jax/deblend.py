@@ -30,7 +30,9 @@ def deblend(
       observation: from :func:`~scarlet_jax.make_observation`.
       centers: (S, 2) (y, x) source centers in pixels; None to detect them.
       max_iter: most iterations to run.
-      e_rel: stop when ``|L_t - L_{t-1}| < e_rel * |L_t|`` (after ``min_iter``).
+      e_rel: stop when ``|L_t - L_{t-W}| < W * e_rel * |L_t|`` after ``min_iter``
+        iterations (``W`` = the ``stop_window`` option, 10; 1 in ``LSST_PIPELINE``,
+        lite's rule).
       min_iter: iterations run before the ``e_rel`` test applies.
       memory_limit: device bytes the blend may use (default: see
         :func:`scarlet_jax.memory.memory_limit`).

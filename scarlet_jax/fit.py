@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import stopping
 from .components import Components, Placement
 from .constraints import ConstraintConfig, ConstraintParams, make_prox, significant
 from .likelihood import FitData, loss_and_grads
@@ -56,6 +57,8 @@ class FitConfig:
       rebucket: stop with ``needs_room`` when a box reaches its slot edge (the host then
         moves the blend to a larger slot box and continues).
       constraints: which proximal operators run.
+      stop_window: consecutive small loss changes needed to stop (1: scarlet lite's rule;
+        see :mod:`scarlet_jax.stopping`).
     """
 
     max_iter: int = 300
@@ -66,6 +69,7 @@ class FitConfig:
     block: int = 8
     rebucket: bool = True
     constraints: ConstraintConfig = ConstraintConfig()
+    stop_window: int = 1
 
     def __post_init__(self):
         if self.max_iter < 0:
@@ -288,9 +292,8 @@ def make_step(
                 needs_room = overflow
 
         loss0 = jnp.where(state.it == 0, loss, state.loss0)
-        converged = (state.it >= config.min_iter) & (
-            jnp.abs(loss - state.loss) < params.e_rel * jnp.abs(loss)
-        )
+        converged = stopping.converged(state.history, state.it, loss, params.e_rel,
+                                       config.min_iter, config.stop_window)
         finite = jnp.isfinite(loss) & _all_finite(components) & _all_finite(opt_state)
         blew_up = loss > params.divergence_factor * (loss0 + n_pix)
         it = state.it + 1

@@ -415,7 +415,23 @@ def fit_spectra(
 _fit_all_spectra = fit_spectra
 
 
+def _detection_noise(observation: Observation, detect: np.ndarray, given: bool) -> float:
+    """Noise rms of the detection image: ``sqrt(sum_b 1 / noise_rms_b**2)`` for the chi^2
+    image (its exact rms for independent noise), else 1.4826 x the median absolute
+    deviation of ``detect``."""
+    if not given:
+        rms = np.asarray(observation.noise_rms, np.float64)
+        rms = rms[np.isfinite(rms) & (rms > 0)]
+        return float(np.sqrt(np.sum(1.0 / rms**2))) if rms.size else 0.0
+    return float(1.4826 * np.median(np.abs(detect - np.median(detect))))
+
+
 # --------------------------------------------------------------------------- the driver
+
+#: ``symmetric_dominated``: a source is dominated when its brighter neighbours give more
+#: than this fraction of the detection image at its centre.
+DOMINATED = 0.5
+
 
 
 def init_components(
@@ -433,6 +449,9 @@ def init_components(
     symmetric_init: bool = True,
     fit_spectra: bool = True,
     weighted_spectra: bool = True,
+    noise_relative: bool = False,
+    subtract: bool = False,
+    symmetric_dominated: bool = False,
 ) -> list[InitComponent]:
     """Initial components for every source (scarlet lite's ``FactorizedInitialization``).
 
@@ -459,6 +478,21 @@ def init_components(
       weighted_spectra: weight the spectrum fits by ``observation.weights`` (default);
         False fits every valid pixel with weight 1, as lite's ``multifit_spectra`` does
         (this reproduces lite's initial log-likelihood on the HSC blend to 1e-6).
+      noise_relative: cut the morphology at ``initial_bg_thresh`` times the noise rms of
+        the detection image (``sqrt(sum_b 1 / noise_rms_b**2)`` for the chi^2 image, the
+        median absolute deviation of a given ``detect``) instead of lite's
+        ``mean(noise_rms) * initial_bg_thresh``, whose units do not match the chi^2 image:
+        lite's cut is 1e-4 sigma on HSC but thousands of sigma on LSST-depth images in
+        electrons, where it leaves large galaxies in 13-15 px boxes.
+      subtract: initialise the sources from the brightest (largest detection value at the
+        centre) to the faintest, each on the detection image minus the morphologies of the
+        brighter ones, so a faint source does not start with a bright neighbour's wing as
+        its own morphology (lite initialises every source on the whole image).
+      symmetric_dominated: with ``subtract``, mark a source ``symmetric`` when the
+        brighter sources make up more than ``DOMINATED`` (half) of the detection image at
+        its centre. The data cannot tell such a source's light from its neighbour's, and a
+        free morphology there grows over the neighbour's wing (a faint galaxy reported
+        many times too bright); a symmetric one cannot keep a one-sided wing.
 
     Returns:
       The components, source by source (core before disk), as :class:`InitComponent` with
@@ -482,6 +516,7 @@ def init_components(
         raise BadInputError(f"initial_bg_thresh must be finite, got {initial_bg_thresh}")
     padding = int(padding)
 
+    detect_given = detect is not None
     if detect is None:
         detect = detection_image(observation)
     else:
@@ -497,17 +532,30 @@ def init_components(
     images = np.asarray(observation.images, np.float64)
     convolved = convolve_same(detect, observation.diff_kernel)  # (B, H, W)
     threshold = float(np.mean(observation.noise_rms)) * initial_bg_thresh
+    if noise_relative:
+        threshold = _detection_noise(observation, detect, detect_given) * initial_bg_thresh
     split = disk_percentile / 100.0
     psf_peaks = _psf_peaks(observation)
 
-    components: list[InitComponent] = []
-    for source, c in enumerate(pix):
-        cy, cx = int(c[0]), int(c[1])
+    by_source: list[list[InitComponent]] = [[] for _ in range(len(pix))]
+    dominated: set[int] = set()
+    order = range(len(pix))
+    remaining = detect
+    if subtract:
+        order = np.argsort(-detect[pix[:, 0].astype(int), pix[:, 1].astype(int)], kind="stable")
+        remaining = detect.copy()
+    for source in order:
+        source = int(source)
+        components = by_source[source]
+        cy, cx = int(pix[source, 0]), int(pix[source, 1])
         if max_components == 0:
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
         snr = np.floor(psf_weighted_snr(observation, (cy, cx))) / min_snr
-        det = symmetrize_about(detect, (cy, cx)) if symmetric_init else detect
+        if (subtract and symmetric_dominated and detect[cy, cx] > 0
+                and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
+            dominated.add(source)
+        det = symmetrize_about(remaining, (cy, cx)) if symmetric_init else remaining
         found = _init_morph(
             det, (cy, cx), threshold=threshold, padding=padding, monotonic=monotonic
         )
@@ -515,6 +563,9 @@ def init_components(
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
         origin, morph = found
+        if subtract:
+            (oy, ox), (mh, mw) = origin, morph.shape
+            remaining[oy : oy + mh, ox : ox + mw] -= morph
         conv_c = convolved[:, cy, cx]
         spectrum = np.divide(images[:, cy, cx], conv_c, out=np.zeros(n_bands), where=conv_c > 0)
         spectrum = np.maximum(spectrum, 0.0)
@@ -545,6 +596,8 @@ def init_components(
             p._replace(spectrum=s.astype(np.float32)) for p, s in zip(pair, spectra, strict=True)
         )
 
+    components = [c._replace(symmetric=True) if c.source in dominated else c
+                  for comps in by_source for c in comps]
     if fit_spectra and components:
         components = _fit_all_spectra(observation, components, weighted=weighted_spectra)
     return components

@@ -11,6 +11,21 @@ data times the ratio of the absolute value of its convolved model (restricted to
 footprint: its component boxes grown by the difference-kernel half-size) to the absolute
 value of the convolved model of the whole blend; the ratio is 0 where that denominator is
 0 and clipped to [0, 1], and masked pixels (weight 0) are zeroed.
+
+Clean numbers: a model flux below ``FLOOR_FRACTION`` times the band's noise rms (a spectrum
+at the optimiser's 1e-20 floor) is reported as 0, and a flux-conserved flux is clipped at 0
+(the weights are in [0, 1], but noisy data pixels can be negative: a negative sum means a
+flux consistent with zero).
+
+Per-source flags (a bitmask, ``Measurement.flags`` and the table's ``flags`` column; see
+:data:`FLAGS`):
+
+- ``1`` (``chi2``): the chi^2/pixel over the source's footprint is more than
+  ``CHI2_FLAG_FACTOR`` (3) times the blend's chi^2/pixel: the model does not describe the
+  data there (an unmodelled neighbour, a wrong shape, or light taken from a neighbour).
+- ``2`` (``zero_flux``): the model flux went to the floor (reported 0) in every band.
+- ``4`` (``zero_band``): the model flux went to the floor in some, not all, bands.
+- ``8`` (``not_converged``): the blend's fit stopped at ``max_iter`` or diverged.
 """
 
 from __future__ import annotations
@@ -21,7 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "CHI2_FLAG_FACTOR",
+    "FLAGS",
+    "FLOOR_FRACTION",
     "Measurement",
+    "flag_names",
+    "source_flags",
     "box_footprints",
     "centroids",
     "chi",
@@ -37,6 +57,13 @@ __all__ = [
     "source_footprints",
 ]
 
+
+#: Bit values of the per-source flags (see the module docstring).
+FLAGS = {"chi2": 1, "zero_flux": 2, "zero_band": 4, "not_converged": 8}
+#: A source is flagged ``chi2`` above this multiple of the blend's chi^2/pixel.
+CHI2_FLAG_FACTOR = 3.0
+#: A model flux below this fraction of the band's noise rms is at the floor (reported 0).
+FLOOR_FRACTION = 1e-6
 
 # --------------------------------------------------------------------------- array functions
 
@@ -199,6 +226,7 @@ class Measurement(NamedTuple):
       n_pixels: (S,) int32 (band, pixel) values with weight > 0 in the footprint.
       chi2_per_pixel: (S,) float32 ``chi2 / n_pixels`` (NaN where n_pixels is 0).
       n_components: (S,) int32 components per source.
+      flags: (S,) int32 bitmask of :data:`FLAGS` (0: nothing to report).
     """
 
     bands: tuple
@@ -210,6 +238,35 @@ class Measurement(NamedTuple):
     n_pixels: np.ndarray
     chi2_per_pixel: np.ndarray
     n_components: np.ndarray
+    flags: np.ndarray
+
+
+def source_flags(chi2_per_pixel, blend_chi2_per_pixel, at_floor, converged=True):
+    """Per-source flag bitmask (:data:`FLAGS`).
+
+    Args:
+      chi2_per_pixel: (S,) chi^2/pixel over each source's footprint (NaN: not flagged).
+      blend_chi2_per_pixel: () chi^2/pixel of the whole blend.
+      at_floor: (S, B) bool, model flux at the floor per band.
+      converged: the blend's fit converged (False sets ``not_converged`` on every source).
+
+    Returns:
+      (S,) int32.
+    """
+    chi = np.asarray(chi2_per_pixel, np.float64)
+    at_floor = np.asarray(at_floor, bool)
+    with np.errstate(invalid="ignore"):
+        bad_chi = np.isfinite(chi) & (chi > CHI2_FLAG_FACTOR * float(blend_chi2_per_pixel))
+    every = at_floor.all(axis=1) if at_floor.shape[1] else np.zeros(len(chi), bool)
+    some = at_floor.any(axis=1) & ~every
+    flags = (FLAGS["chi2"] * bad_chi + FLAGS["zero_flux"] * every + FLAGS["zero_band"] * some
+             + FLAGS["not_converged"] * (not converged))
+    return flags.astype(np.int32)
+
+
+def flag_names(flags: int) -> str:
+    """``"chi2|zero_band"`` for a flag value (``""`` for 0)."""
+    return "|".join(name for name, bit in FLAGS.items() if int(flags) & bit)
 
 
 def _kernel_half(result) -> int:
@@ -261,7 +318,7 @@ def redistribute_flux(result, mask_footprint: bool = True) -> tuple[np.ndarray, 
 
     Returns:
       ``(images, fluxes)``: (S, B, H, W) float32 re-distributed data per source and the
-      (S, B) float32 per-band sums.
+      (S, B) float32 per-band sums, clipped at 0 (noisy data can make a sum negative).
     """
     obs = result.observation
     out, flux = conserve_flux(
@@ -271,7 +328,7 @@ def redistribute_flux(result, mask_footprint: bool = True) -> tuple[np.ndarray, 
         _box_footprints(result, _kernel_half(result)),
         mask_footprint,
     )
-    return np.asarray(out, np.float32), np.asarray(flux, np.float32)
+    return np.asarray(out, np.float32), np.maximum(np.asarray(flux, np.float32), 0.0)
 
 
 def residual_image(result, normalized: bool = False) -> np.ndarray:
@@ -315,6 +372,7 @@ def measure(result, thresh: float = 1.0, mask_footprint: bool = True) -> Measure
             n_pixels=np.zeros((0,), np.int32),
             chi2_per_pixel=empty,
             n_components=np.zeros((0,), np.int32),
+            flags=np.zeros((0,), np.int32),
         )
     frame = result.source_models(convolved=False)
     convolved = np.asarray(result.source_models())
@@ -329,16 +387,23 @@ def measure(result, thresh: float = 1.0, mask_footprint: bool = True) -> Measure
     n_pix = np.asarray(n_pix, np.int32)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_pixel = np.where(n_pix > 0, chi2 / np.maximum(n_pix, 1), np.nan).astype(np.float32)
+    fluxes = np.asarray(model_fluxes(frame), np.float32)
+    at_floor = fluxes <= FLOOR_FRACTION * np.asarray(obs.noise_rms, np.float32)[None, :]
+    fluxes = np.where(at_floor, np.float32(0), fluxes)
+    conserved = np.where(at_floor, 0.0, np.maximum(np.asarray(conserved, np.float32), 0.0))
+    converged = bool(result.converged) and not bool(result.diverged)
+    flags = source_flags(per_pixel, result.chi2_per_pixel(), at_floor, converged)
     return Measurement(
         bands=tuple(obs.bands),
         centers=np.asarray(result.centers, np.float32),
-        fluxes=np.asarray(model_fluxes(frame), np.float32),
-        conserved_fluxes=np.asarray(conserved, np.float32),
+        fluxes=fluxes,
+        conserved_fluxes=conserved.astype(np.float32),
         centroids=np.asarray(centroids(frame), np.float32),
         chi2=chi2,
         n_pixels=n_pix,
         chi2_per_pixel=per_pixel,
         n_components=counts.astype(np.int32),
+        flags=flags,
     )
 
 
@@ -346,7 +411,9 @@ def measurement_table(measurement: Measurement) -> dict[str, np.ndarray]:
     """Flat columns of a :class:`Measurement`, one row per source.
 
     Columns: ``source, y, x, n_components, centroid_y, centroid_x, flux_<band>...,
-    flux_conserved_<band>..., chi2, n_pixels, chi2_per_pixel``.
+    flux_conserved_<band>..., chi2, n_pixels, chi2_per_pixel, flags``; ``flags`` is the
+    bitmask of :data:`FLAGS` (1 chi2: footprint chi^2/pixel > 3x the blend's; 2 zero_flux;
+    4 zero_band; 8 not_converged).
     """
     m = measurement
     n = m.centers.shape[0]
@@ -365,4 +432,5 @@ def measurement_table(measurement: Measurement) -> dict[str, np.ndarray]:
     cols["chi2"] = m.chi2
     cols["n_pixels"] = m.n_pixels
     cols["chi2_per_pixel"] = m.chi2_per_pixel
+    cols["flags"] = np.asarray(m.flags, np.int32)
     return cols

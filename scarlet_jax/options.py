@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = dict(
     max_iter=300,
     e_rel=1e-3,
     min_iter=5,
+    stop_window=10,
     optimizer="adaprox",
     init="chi2",
     monotonic=True,
@@ -34,6 +35,9 @@ DEFAULTS: dict[str, Any] = dict(
     fit_radius=1,
     bg_thresh=0.25,
     initial_bg_thresh=0.5,
+    init_noise_relative=True,
+    init_subtract=True,
+    symmetric_dominated=True,
     min_snr=50.0,
     max_components=2,
     fit_spectra=True,
@@ -90,7 +94,9 @@ def option_table() -> str:
 
 
 #: The LSST pipeline recipe used for scarlet lite's reference fit of hsc_cosmos_35.
-LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0)
+LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0,
+                                     stop_window=1, init_noise_relative=False,
+                                     init_subtract=False, symmetric_dominated=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +115,9 @@ class Options:
 #: per blend, so a typo like ``max_iter=10**9`` would ask for gigabytes.
 MAX_ITER_LIMIT = 100_000
 
-_BOOLS = ("monotonic", "fit_spectra", "weighted_spectra")
-_COUNTS = ("max_iter", "min_iter", "resize", "grow", "grow_margin", "fit_radius",
+_BOOLS = ("monotonic", "fit_spectra", "weighted_spectra", "init_noise_relative",
+          "init_subtract", "symmetric_dominated")
+_COUNTS = ("max_iter", "min_iter", "stop_window", "resize", "grow", "grow_margin", "fit_radius",
            "max_components", "block")
 _POSITIVE = ("e_rel", "morph_step", "divergence_factor", "min_snr")
 _NON_NEGATIVE = ("bg_thresh", "initial_bg_thresh", "sparsity_thresh", "spectrum_step_noise",
@@ -174,6 +181,7 @@ def resolve_options(**options) -> Options:
     _check(v["max_iter"] <= MAX_ITER_LIMIT,
            f"max_iter must be <= {MAX_ITER_LIMIT} (the loss history is allocated up front), "
            f"got {v['max_iter']}")
+    _check(v["stop_window"] >= 1, f"stop_window must be >= 1, got {v['stop_window']}")
     _check(v["block"] >= 1, f"block must be >= 1, got {v['block']}")
     _check(v["max_components"] in (1, 2),
            f"max_components must be 1 or 2, got {v['max_components']}")
@@ -202,9 +210,10 @@ def resolve_options(**options) -> Options:
         resize=v["resize"],
         grow=v["grow"],
         block=v["block"],
+        stop_window=v["stop_window"],
         constraints=ConstraintConfig(
             monotonic=bool(v["monotonic"]),
-            symmetric=any(np.atleast_1d(v["symmetric"])),
+            symmetric=any(np.atleast_1d(v["symmetric"])) or v["symmetric_dominated"],
             sparsity=v["sparsity"],
             fit_radius=v["fit_radius"],
         ),

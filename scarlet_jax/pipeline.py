@@ -101,8 +101,11 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
         monotonic=v["monotonic"],
         fit_spectra=v["fit_spectra"],
         weighted_spectra=v["weighted_spectra"],
+        noise_relative=v["init_noise_relative"],
+        subtract=v["init_subtract"],
+        symmetric_dominated=v["symmetric_dominated"],
     )
-    comps = [c._replace(symmetric=bool(flags[c.source])) for c in comps]
+    comps = [c._replace(symmetric=bool(flags[c.source]) or c.symmetric) for c in comps]
     return comps, centers
 
 

@@ -61,8 +61,10 @@ def test_default_options_fit_well(hsc, reference_fit):
     obs, centers = hsc
     res = sj.deblend(obs, centers)
     assert res.converged
-    assert res.chi2_per_pixel() == pytest.approx(float(reference_fit["final_chi2_per_pixel"]),
-                                                 rel=0.05)
+    # the defaults fit at least as well as scarlet lite's recipe (1.295), not suspiciously
+    # better than the data allow
+    lite = float(reference_fit["final_chi2_per_pixel"])
+    assert 0.8 * lite < res.chi2_per_pixel() <= lite
 
 
 def test_second_deblend_does_not_recompile(hsc, caplog):

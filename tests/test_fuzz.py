@@ -258,6 +258,8 @@ _OPTION_VALUES = {
     "morph_step": ([0.01, 1], [0, -1]),
     "block": ([1, 8], [0, -8]),
     "max_sources": ([None, 1, 1000], [0, -5, 2.0]),
+    "stop_window": ([1, 10], [0, -1, 2.5, True]),
+    "symmetric_dominated": ([True, False, 0], ["yes", 2, None]),
 }
 
 
@@ -286,7 +288,8 @@ def test_resolve_options_accepts_valid_and_names_invalid(data):
     assert not invalid, f"accepted invalid {invalid}: {options}"
     assert set(opts.values) == set(DEFAULTS)
     assert opts.config.max_iter == opts["max_iter"]
-    assert opts.config.constraints.symmetric == bool(np.any(opts["symmetric"]))
+    assert opts.config.constraints.symmetric == (bool(np.any(opts["symmetric"]))
+                                                 or opts["symmetric_dominated"])
 
 
 # ----------------------------------------------------------------- detect and deblend

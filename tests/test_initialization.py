@@ -491,3 +491,68 @@ def test_edge_centers_are_accepted(hsc):
     comps = init_components(obs, centers)
     assert sorted({c.source for c in comps}) == [0, 1, 2]
     assert init_components(obs, np.zeros((0, 2))) == []
+
+
+# ------------------------------------------------ noise-relative cut, bright-first split
+
+
+def _bright_and_faint(scale=1.0):
+    """A bright round galaxy and a faint one 6 px away on its wing (2 bands, noise 1 x
+    ``scale``, everything in units of ``scale``)."""
+    rng = np.random.default_rng(5)
+    h = w = 48
+    yy, xx = np.mgrid[:h, :w]
+
+    def gauss(cy, cx, s):
+        g = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2))
+        return g / g.sum()
+
+    bright = np.array([8000.0, 6000.0])[:, None, None] * gauss(24, 20, 4.0)
+    faint = np.array([150.0, 200.0])[:, None, None] * gauss(24, 26, 1.8)
+    py, px = np.mgrid[-7:8, -7:8]
+    psf = np.exp(-(py**2 + px**2) / (2 * 1.2**2))
+    psfs = np.stack([psf / psf.sum()] * 2)
+    images = bright + faint + rng.normal(size=bright.shape)
+    obs = make_observation((images * scale).astype(np.float32),
+                           np.full(images.shape, scale**2, np.float32), psfs.astype(np.float32))
+    return obs, np.array([[24.0, 20.0], [24.0, 26.0]]), np.array([[8000, 6000], [150, 200]])
+
+
+def _init_fluxes(comps, n_sources):
+    flux = np.zeros((n_sources, len(comps[0].spectrum)))
+    for c in comps:
+        flux[c.source] += np.asarray(c.spectrum) * np.asarray(c.morph).sum()
+    return flux
+
+
+def test_noise_relative_cut_does_not_depend_on_units():
+    """The same blend in units 1 and 1000: lite's cut (mean noise rms x thresh, compared
+    with the chi^2 image) changes the boxes; the noise-relative cut gives the same ones."""
+    boxes = {}
+    for scale in (1.0, 1000.0):
+        obs, centers, _ = _bright_and_faint(scale)
+        for rel in (False, True):
+            comps = init_components(obs, centers, noise_relative=rel)
+            boxes[scale, rel] = [(c.origin, np.asarray(c.morph).shape) for c in comps]
+    assert boxes[1.0, True] == boxes[1000.0, True]
+    assert boxes[1.0, False] != boxes[1000.0, False]
+
+
+def test_bright_first_split_and_dominated_sources():
+    """Initialised on the image minus the bright neighbour, the faint source's morphology
+    no longer holds the neighbour's wing (a box under half the size), its flux stays
+    right; it is marked symmetric (its centre is dominated by the neighbour), the bright
+    one is not."""
+    obs, centers, true = _bright_and_faint()
+    plain = init_components(obs, centers, noise_relative=True)
+    split = init_components(obs, centers, noise_relative=True, subtract=True,
+                            symmetric_dominated=True)
+
+    def faint_area(comps):
+        return max(np.asarray(c.morph).size for c in comps if c.source == 1)
+
+    assert faint_area(split) < 0.5 * faint_area(plain)
+    assert np.abs(_init_fluxes(split, 2) / true - 1).max() < 0.3
+    assert [c.source for c in split] == sorted(c.source for c in split)  # source order kept
+    assert all(c.symmetric == (c.source == 1) for c in split)
+    assert not any(c.symmetric for c in plain)

@@ -170,3 +170,62 @@ def test_measure_a_fit(fitted):
     assert (M.source_footprints(fitted, "box") >= fp).all()
     with pytest.raises(ValueError, match="kind"):
         M.source_footprints(fitted, "nope")
+
+
+# ------------------------------------------------------------- clean numbers and flags
+
+
+def test_source_flags_bits():
+    chi = np.array([1.0, 3.5, np.nan, 2.9])
+    floor = np.array([[False, False], [False, False], [True, True], [True, False]])
+    flags = M.source_flags(chi, 1.0, floor)
+    assert flags.tolist() == [0, M.FLAGS["chi2"], M.FLAGS["zero_flux"], M.FLAGS["zero_band"]]
+    assert (M.source_flags(chi, 2.0, floor, converged=False) & M.FLAGS["not_converged"]).all()
+    assert M.flag_names(M.FLAGS["chi2"] | M.FLAGS["zero_band"]) == "chi2|zero_band"
+    assert M.flag_names(0) == ""
+
+
+def test_floor_flux_reported_as_zero_and_flagged(fitted):
+    """A source whose spectrum went to the 1e-20 floor has flux 0 (not 1e-20-ish), zero
+    flux-conserved flux, and the zero_flux flag; the other sources are untouched."""
+    import dataclasses
+
+    lost = 1
+    spectra = fitted.spectra.copy()
+    spectra[fitted.component_source == lost] = 1e-20
+    res = dataclasses.replace(fitted, spectra=spectra)
+    m = M.measure(res)
+    assert np.all(m.fluxes[lost] == 0) and np.all(m.conserved_fluxes[lost] == 0)
+    assert m.flags[lost] & M.FLAGS["zero_flux"]
+    keep = np.arange(res.n_sources) != lost
+    assert np.all(m.fluxes[keep] > 0)
+    assert not np.any(m.flags[keep] & (M.FLAGS["zero_flux"] | M.FLAGS["zero_band"]))
+    table = M.measurement_table(m)
+    np.testing.assert_array_equal(table["flags"], m.flags)
+
+
+def test_conserved_fluxes_never_negative(fitted):
+    """Negative data (noise around a faint source) never gives a negative flux-conserved
+    flux; the ratio weights are in [0, 1]."""
+    import dataclasses
+
+    obs = fitted.observation
+    res = dataclasses.replace(fitted, observation=dataclasses.replace(obs, images=-obs.images))
+    m = M.measure(res)
+    assert np.all(m.conserved_fluxes >= 0)
+    assert np.all(m.conserved_fluxes == 0)  # every redistributed sum is negative here
+    _, flux = M.redistribute_flux(res)
+    assert np.all(flux >= 0)
+
+
+def test_chi2_flag_marks_a_badly_fitted_source(fitted):
+    """A source whose model is removed leaves its light in the residual: flagged chi2."""
+    import dataclasses
+
+    m0 = M.measure(fitted)
+    bright = int(np.argmax(m0.fluxes.sum(axis=1)))
+    spectra = fitted.spectra.copy()
+    spectra[fitted.component_source == bright] *= 0.2
+    m = M.measure(dataclasses.replace(fitted, spectra=spectra))
+    assert m.flags[bright] & M.FLAGS["chi2"]
+    assert not m0.flags[bright] & M.FLAGS["chi2"]
