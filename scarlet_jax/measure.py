@@ -354,7 +354,9 @@ def measure(result, thresh: float = 1.0, mask_footprint: bool = True) -> Measure
       re-distributed in proportion to the convolved models, ``centroids`` (S, 2) (y, x),
       ``chi2`` (S,) over the source's footprint summed over bands, ``n_pixels`` (S,)
       (band, pixel) values with weight > 0 in it (summed over bands), ``chi2_per_pixel``
-      (S,), ``n_components`` (S,). Fluxes are in the image's units.
+      (S,), ``n_components`` (S,), ``flags`` (S,) int bitmask (:data:`FLAGS`: chi2,
+      zero_flux, zero_band, not_converged). Fluxes are in the image's units; fluxes at the
+      floor are reported as 0.
     """
     obs = result.observation
     n_sources = result.n_sources

@@ -59,6 +59,8 @@ OPTION_DOCS: dict[str, str] = dict(
     max_iter="most iterations of the fit",
     e_rel="stop when the loss changes by less than this fraction of itself per iteration",
     min_iter="fewest iterations before the convergence test",
+    stop_window="stop when the loss changed by less than e_rel per iteration on average over "
+                "this many iterations (1: scarlet lite's one-step test)",
     optimizer="'adaprox' (proximal AMSGrad, scarlet lite's) or 'fista'",
     init="initial morphologies from the chi^2 detection image ('chi2', scarlet lite's) "
          "or a starlet-denoised one ('wavelet')",
@@ -69,6 +71,12 @@ OPTION_DOCS: dict[str, str] = dict(
     fit_radius="half-size (pixels) of the window in which the peak is re-found",
     bg_thresh="morphology pixels below this many noise rms are set to 0 during the fit",
     initial_bg_thresh="the same threshold for the initial morphologies",
+    init_noise_relative="initial morphology cut in units of the detection image's noise "
+                        "(False: scarlet lite's mean(noise_rms) * initial_bg_thresh)",
+    init_subtract="initialise sources from the brightest down, each on the detection image "
+                  "minus the brighter ones",
+    symmetric_dominated="make a source symmetric when its centre is dominated by brighter "
+                        "neighbours' light",
     min_snr="signal-to-noise needed per extra component at initialisation",
     max_components="components per source (1 or 2)",
     fit_spectra="refit all spectra jointly after initialisation",
