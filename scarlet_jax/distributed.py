@@ -284,8 +284,9 @@ def _deblend_isolated(items: list, options: dict) -> list:
     unforeseen error fails only its own blend."""
     import warnings
 
-    from .batch import _failed_result, deblend_batch
+    from .batch import deblend_batch
     from .options import resolve_options
+    from .pipeline import failed_result as _failed_result
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -321,9 +322,9 @@ def run_partition(name: str, inputs: list, ids: list[str], positions: list[int],
     t_start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     _configure_jax(settings)
-    from .batch import _failed_result
     from .io import save_results
     from .options import resolve_options
+    from .pipeline import failed_result as _failed_result
 
     loaded = _load_items(inputs, settings)
     t_loaded = time.perf_counter()
