@@ -258,6 +258,20 @@ def _check_meta(meta, where: str) -> dict:
     return meta
 
 
+@contextlib.contextmanager
+def _corruption_is_bad_file(where: str):
+    """Re-raise any error met while reading a result file (zip CRC errors, bad headers, bad
+    JSON: all mean corruption) as :class:`BadFileError` naming the file."""
+    try:
+        yield
+    except BadFileError:
+        raise
+    except Exception as err:
+        raise BadFileError(
+            f"{where}: corrupted result file ({type(err).__name__}: {err})"
+        ) from None
+
+
 def load(path) -> DeblendResult:
     """Read a result written by :func:`save`.
 
@@ -279,24 +293,17 @@ def load(path) -> DeblendResult:
         raise BadFileError(f"{path}: is a folder, not a result file")
     zf = _open_zip(path)
     where = str(path)
-    with zf:
-        try:
-            members = {info.filename for info in zf.infolist()}
-            if "metadata.npy" not in members:
-                raise BadFileError(f"{where}: not a scarlet_jax result file (no metadata)")
-            text = _read_npy(zf.read("metadata.npy"))
-            meta = _check_meta(json.loads(str(text)), where)
-            expected = meta["arrays"]
-            extra = sorted(members - {k + ".npy" for k in expected} - {"metadata.npy"})
-            if extra:
-                raise BadFileError(f"{where}: unexpected member(s) {extra}")
-            arrays = _read_members(zf, expected, "", path)
-        except BadFileError:
-            raise
-        except Exception as err:  # zip CRC errors, bad headers, bad JSON: all mean corruption
-            raise BadFileError(
-                f"{where}: corrupted result file ({type(err).__name__}: {err})"
-            ) from None
+    with zf, _corruption_is_bad_file(where):
+        members = {info.filename for info in zf.infolist()}
+        if "metadata.npy" not in members:
+            raise BadFileError(f"{where}: not a scarlet_jax result file (no metadata)")
+        text = _read_npy(zf.read("metadata.npy"))
+        meta = _check_meta(json.loads(str(text)), where)
+        expected = meta["arrays"]
+        extra = sorted(members - {k + ".npy" for k in expected} - {"metadata.npy"})
+        if extra:
+            raise BadFileError(f"{where}: unexpected member(s) {extra}")
+        arrays = _read_members(zf, expected, "", path)
     return _build(meta, arrays, where)
 
 
@@ -375,21 +382,14 @@ def load_results(path) -> list[DeblendResult]:
         raise FileNotFoundError(f"{path}: no such file")
     where = str(path)
     zf = _open_zip(path)
-    with zf:
-        try:
-            meta = json.loads(str(_read_npy(zf.read("metadata.npy"))))
-            if not isinstance(meta, dict) or meta.get("format") != MANY_FORMAT:
-                raise BadFileError(f"{where}: not a scarlet_jax multi-result file")
-            parts = []
-            for i, one in enumerate(meta["results"]):
-                one = _check_meta(one, f"{where} result {i}")
-                parts.append((one, _read_members(zf, one["arrays"], f"r{i}.", path)))
-        except BadFileError:
-            raise
-        except Exception as err:  # zip CRC errors, bad headers, bad JSON: all mean corruption
-            raise BadFileError(
-                f"{where}: corrupted result file ({type(err).__name__}: {err})"
-            ) from None
+    with zf, _corruption_is_bad_file(where):
+        meta = json.loads(str(_read_npy(zf.read("metadata.npy"))))
+        if not isinstance(meta, dict) or meta.get("format") != MANY_FORMAT:
+            raise BadFileError(f"{where}: not a scarlet_jax multi-result file")
+        parts = []
+        for i, one in enumerate(meta["results"]):
+            one = _check_meta(one, f"{where} result {i}")
+            parts.append((one, _read_members(zf, one["arrays"], f"r{i}.", path)))
     return [_build(one, arrays, f"{where} result {i}") for i, (one, arrays) in enumerate(parts)]
 
 
