@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import datasets, inputs, io, measure, prox, tables
+from ._version import __version__
 from .batch import deblend_batch
 from .components import Components, Placement
 from .deblend import deblend
@@ -13,8 +14,6 @@ from .observation import Observation, make_observation
 from .options import DEFAULTS, LSST_PIPELINE
 from .pipeline import plan, warmup
 from .result import DeblendResult
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):

@@ -29,7 +29,7 @@ OFF = ("off", "0", "none", "false", "no")
 def cache_dir(path: str | None = None) -> str | None:
     """The versioned cache folder for ``path`` (default ``$SCARLET_JAX_CACHE`` or
     ``~/.cache/scarlet_jax/jax``), or None when the cache is switched off."""
-    import jax
+    import jax  # lazily: the CLI calls this before any jax import (see cli.py)
     import jaxlib
 
     root = path if path is not None else os.environ.get(CACHE_ENV)

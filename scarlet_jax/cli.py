@@ -30,7 +30,12 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
+from ._version import __version__
 from .cache import enable_compilation_cache  # the library's one home for the cache set-up
+
+# The rest of the library (and so jax, numpy, matplotlib) is imported inside the subcommands
+# that need it: ``--help``, ``--version`` and argument errors answer without importing jax,
+# which takes seconds. These are the only function-local imports of the package's modules.
 
 __all__ = ["main", "build_parser", "enable_compilation_cache", "EXIT_OK", "EXIT_INTERNAL",
            "EXIT_BAD_INPUT", "EXIT_PARTIAL"]
@@ -698,8 +703,6 @@ def _add_output_options(p: argparse.ArgumentParser, default_out: str | None) -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Deblend multi-band astronomical images (a scarlet lite re-write in JAX).",

@@ -23,6 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .measure import redistribute_flux
+from .tables import FLOOR_RELATIVE, IMAGE_UNITS
+
 __all__ = [
     "Scaling",
     "auto_stretch",
@@ -428,8 +431,6 @@ def _source_window(result, s: int, pad: int = 3) -> tuple[int, int, int, int]:
 
 
 def _flux_line(bands, fluxes, noise_rms) -> str:
-    from .tables import FLOOR_RELATIVE
-
     parts = []
     for band, f, n in zip(bands, fluxes, noise_rms, strict=True):
         f = 0.0 if abs(f) < FLOOR_RELATIVE * n else f
@@ -457,9 +458,6 @@ def plot_sources(result, path, stretch: float | None = None, q: float = 10.0,
     Returns:
       The path written.
     """
-    from .measure import redistribute_flux
-    from .tables import IMAGE_UNITS
-
     n = min(result.n_sources, max_sources) if result.n_components else 0
     if n == 0:
         fig = _figure(4.0, 2.0)

@@ -37,13 +37,23 @@ import os
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
+from ._version import __version__
+from .batch import deblend_batch
 from .errors import BadFileError, BadInputError
+from .inputs import read_blend
+from .io import _atomic_write, _encode, load_results, save_results
+from .measure import measure
+from .observation import Observation
+from .options import resolve_options
+from .pipeline import failed_result as _failed_result
 
 __all__ = [
     "CatalogSummary",
@@ -69,6 +79,7 @@ FLAG_NO_MEASUREMENT = 32  #: the measurement raised (see ``error``)
 
 
 def _need_dask():
+    # dask, distributed and pyarrow are the optional [dask] extra: imported where used
     try:
         import dask  # noqa: F401
         import distributed
@@ -84,8 +95,6 @@ def _need_dask():
 def _read_input(path, detect: bool, use_mask: bool, bad_bits=None, mask_planes=None):
     """(observation, centers) of an npz/FITS input file in the CLI's formats
     (:func:`scarlet_jax.inputs.read_blend`)."""
-    from .inputs import read_blend
-
     blend = read_blend(path, detect=detect, use_mask=use_mask, bad_bits=bad_bits,
                        mask_planes=mask_planes)
     return blend.observation, blend.centers
@@ -103,8 +112,6 @@ def blend_id(item) -> str:
     in-memory blend's arrays (images, variance, psfs, weights, bands, centers)."""
     if _is_path(item):
         return os.path.abspath(os.fspath(item))
-    from .observation import Observation
-
     obs, centers = (item, None) if isinstance(item, Observation) else (None, None)
     if obs is None:
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
@@ -160,16 +167,11 @@ class _Settings:
 
 
 def _encode_options(options: dict) -> dict:
-    from .io import _encode
-
     return {k: _encode(v, k) for k, v in sorted(options.items())}
 
 
 def _run_record(options: dict, detect: bool, use_mask: bool, bad_bits=None,
                 mask_planes=None) -> dict:
-    from . import __version__
-    from .options import resolve_options
-
     values = resolve_options(**options).values
     return {
         "format": RUN_FORMAT,
@@ -221,8 +223,6 @@ def _differences(old, new) -> str:
 
 
 def _write_json(path: Path, data) -> None:
-    from .io import _atomic_write
-
     with _atomic_write(path) as fh:
         fh.write(json.dumps(data, indent=1, sort_keys=True).encode())
 
@@ -255,8 +255,6 @@ def _finished(folder: Path) -> bool:
 
 def _configure_jax(settings: _Settings) -> None:
     if settings.compile_cache:
-        import jax
-
         jax.config.update("jax_compilation_cache_dir", settings.compile_cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -282,12 +280,6 @@ def _load_items(inputs: list, settings: _Settings):
 def _deblend_isolated(items: list, options: dict) -> list:
     """``deblend_batch`` on the items; should the batch raise, each blend alone, so an
     unforeseen error fails only its own blend."""
-    import warnings
-
-    from .batch import deblend_batch
-    from .options import resolve_options
-    from .pipeline import failed_result as _failed_result
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -322,10 +314,6 @@ def run_partition(name: str, inputs: list, ids: list[str], positions: list[int],
     t_start = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     _configure_jax(settings)
-    from .io import save_results
-    from .options import resolve_options
-    from .pipeline import failed_result as _failed_result
-
     loaded = _load_items(inputs, settings)
     t_loaded = time.perf_counter()
     good = [i for i, (item, _, _) in enumerate(loaded) if item is not None]
@@ -401,8 +389,6 @@ def _blend_flags(res) -> int:
 def _catalog_table(results: list, ids: list[str], positions: list[int]):
     """One row per source (one row with source -1 for a blend without sources or one that
     failed); per-band columns ``flux_<band>`` (model) and ``flux_conserved_<band>``."""
-    from .measure import measure
-
     rows, errors = [], {}
     for i, res in enumerate(results):
         base = {"blend_id": ids[i], "position": positions[i], "n_iter": int(res.n_iter),
@@ -473,8 +459,6 @@ def _plain(v):
 
 def _write_parquet(table, path: Path) -> None:
     import pyarrow.parquet as pq
-
-    from .io import _atomic_write
 
     with _atomic_write(path) as fh:
         pq.write_table(table, fh)
@@ -717,8 +701,6 @@ def read_results(out_dir) -> list:
       A list of :class:`~scarlet_jax.result.DeblendResult`; a blend that failed has
       ``status == "failed"`` and its ``error`` (and no observation if its file was bad).
     """
-    from .io import load_results
-
     out = []
     for folder in _partition_folders(out_dir):
         out.extend(load_results(folder / "results.npz"))
@@ -783,8 +765,6 @@ def run_batch_command(inputs: list, out_dir, *, workers: int | None, scheduler: 
     except ImportError as err:
         raise BadInputError(str(err)) from None
     if compile_cache is None:
-        import jax
-
         compile_cache = jax.config.jax_compilation_cache_dir
     if scheduler:
         client, cluster = distributed.Client(scheduler), None

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import BadInputError, InputWarning
+from .observation import bad_pixels, make_observation
 
 __all__ = [
     "DEFAULT_BAD_PLANES",
@@ -343,8 +344,6 @@ def read_arrays(path) -> BlendFile:
 
 def _choose_mask(raw: BlendFile, path: Path, use_mask: bool, bad_bits, mask_planes):
     """``(mask, bad_bits, planes, note)`` for :func:`make_observation` (see read_blend)."""
-    from .observation import bad_pixels
-
     if raw.mask is None or not use_mask:
         note = "none in the file" if raw.mask is None else "ignored (--no-mask)"
         return None, None, None, note
@@ -425,8 +424,6 @@ def read_blend(
         :func:`~scarlet_jax.make_observation` are warned about as ``InputWarning`` with
         the file name in front.
     """
-    from .observation import make_observation
-
     path = Path(path)
     raw = read_arrays(path)
     centers, flags = _read_catalog(catalog) if catalog is not None else (raw.centers,

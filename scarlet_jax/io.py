@@ -43,6 +43,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from ._version import __version__
 from .errors import BadFileError, BadInputError, InputWarning
 from .observation import Observation
 from .result import DeblendResult
@@ -53,7 +54,6 @@ __all__ = [
     "export_scarlet_lite",
     "import_scarlet_lite",
     "load",
-    "load_result",
     "load_results",
     "save",
     "save_result",
@@ -75,8 +75,6 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _library_version() -> str:
-    from . import __version__
-
     return __version__
 
 
@@ -305,10 +303,6 @@ def load(path) -> DeblendResult:
             raise BadFileError(f"{where}: unexpected member(s) {extra}")
         arrays = _read_members(zf, expected, "", path)
     return _build(meta, arrays, where)
-
-
-#: Alias of :func:`load`.
-load_result = load
 
 
 def _read_members(zf: zipfile.ZipFile, expected: dict, prefix: str, path: Path) -> dict:

@@ -26,8 +26,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from .buckets import box_ladder, bucket_box, bucket_canvas
 from .cache import enable_compilation_cache
 from .centers import validate_centers
+from .detect import detect
 from .errors import BadInputError
 from .fit import FitState, grow_state, resume_state
+from .initialization import init_components, wavelet_detection_image
 from .memory import canvas_bytes, check_fits, lane_bytes, memory_limit
 from .observation import Observation, check_observation
 from .options import Options, resolve_options
@@ -71,8 +73,6 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
                 f"symmetric: {len(symmetric)} per-source flags but no centers (sources are "
                 "detected); pass True/False, or the centers"
             )
-        from .detect import detect
-
         centers = detect(observation, max_sources=v["max_sources"])
         if len(centers) == 0:
             raise BadInputError("no sources detected and no centers given")
@@ -87,8 +87,6 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
         flags = np.asarray(symmetric, bool)[kept]  # a merged duplicate: the kept one's flag
     else:
         flags = np.full(len(centers), symmetric)
-    from .initialization import init_components, wavelet_detection_image
-
     detect_image = wavelet_detection_image(observation) if v["init"] == "wavelet" else None
     comps = init_components(
         observation,

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .components import Components
 from .fft import convolve, fft_shape_for, kernel_to_fft
 from .observation import Observation
 from .render import insert
@@ -87,8 +88,6 @@ class DeblendResult:
     @property
     def components(self):
         """The fitted :class:`~scarlet_jax.components.Components` pytree."""
-        from .components import Components
-
         return Components(spectra=jnp.asarray(self.spectra), morphs=jnp.asarray(self.morphs))
 
     def component_boxes(self) -> np.ndarray:
@@ -162,12 +161,6 @@ class DeblendResult:
                 :, y0 - oy : y1 - oy, x0 - ox : x1 - ox
             ]
         return out
-
-    def save(self, path) -> None:
-        """Write the whole result to a ``.npz`` file (see :func:`scarlet_jax.io.save`)."""
-        from .io import save_result
-
-        save_result(self, path)
 
     def chi2(self) -> float:
         """``sum(W * (D - P(M))**2)`` over all pixels."""

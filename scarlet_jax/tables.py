@@ -14,6 +14,7 @@ precision*: a float32 flux prints as ``32.919704``, not ``32.91970443725586``.
 from __future__ import annotations
 
 import csv
+import inspect
 import io as _io
 import json
 import math
@@ -22,6 +23,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from ._version import __version__
+from .measure import Measurement
 
 __all__ = [
     "Column",
@@ -100,8 +104,6 @@ _FIELDS = {
 
 def _field_docs(cls) -> dict[str, str]:
     """``{attribute: description}`` from a Google-style ``Attributes:`` docstring section."""
-    import inspect
-
     docs: dict[str, str] = {}
     text = inspect.cleandoc(cls.__doc__ or "")
     if "Attributes:" not in text:
@@ -167,8 +169,6 @@ def source_table(measurement, result=None, *, unit: str | None = None,
       ``chi2``, ``n_pixels``, ``chi2_per_pixel``, any further fields, and ``symmetric``
       (when ``result`` is given).
     """
-    from .measure import Measurement
-
     m = measurement
     bands = tuple(m.bands)
     n = int(np.asarray(m.centers).shape[0])
@@ -251,8 +251,6 @@ def batch_table(rows: list[dict], meta: dict | None = None) -> Table:
 
 
 def _tool_meta() -> dict:
-    from . import __version__
-
     return {"tool": "scarlet_jax", "version": __version__}
 
 
