@@ -1,20 +1,33 @@
-"""Components of a blend as stacked arrays (struct of arrays), and their placement.
+"""The shared data types of a blend, at the bottom of the import graph.
 
 A blend of K component slots fits ``Components`` (spectra and morphologies); the
 ``Placement`` says where each box sits and which pixels it may use. Every box has the same
 odd shape (h, w), with the component's peak at the box centre (h // 2, w // 2). Unused
-slots (padding) have ``active=False`` and all-zero arrays.
+slots (padding) have ``active=False`` and all-zero arrays. ``FitData`` is what the fit reads
+of an observation. On the host, the initialisation makes ``InitComponent`` tuples, which
+:func:`scarlet_jax.packing.pack_blend` turns into a ``PackedBlend`` of one ``BucketKey``.
+Every module that passes these around imports them from here, so no module needs the
+module that makes them (packing does not import the loss, nor initialisation packing).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["Components", "Placement", "component_models"]
+__all__ = [
+    "BucketKey",
+    "Components",
+    "FitData",
+    "InitComponent",
+    "PackedBlend",
+    "Placement",
+    "component_models",
+]
 
 
 @functools.partial(
@@ -70,11 +83,74 @@ class Placement:
         return dataclasses.replace(self, **changes)
 
 
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["images", "weights", "kernel_fft", "noise_rms"],
+    meta_fields=["fft_shape", "margin"],
+)
+@dataclasses.dataclass(frozen=True)
+class FitData:
+    """What the fit reads of an observation, on the (possibly padded) fit canvas.
+
+    Attributes:
+      images: (B, H, W) float32 data.
+      weights: (B, H, W) float32 inverse variance, 0 for padding and bad pixels.
+      kernel_fft: (B, Fh, Fw//2+1) complex64 rfft2 of the PSF-difference kernel.
+      noise_rms: (B,) float32 background rms.
+      fft_shape: static (Fh, Fw).
+      margin: static canvas margin for box insertion (>= half the box size).
+    """
+
+    images: jax.Array
+    weights: jax.Array
+    kernel_fft: jax.Array
+    noise_rms: jax.Array
+    fft_shape: tuple = (0, 0)
+    margin: int = 0
+
+
+class InitComponent(NamedTuple):
+    """One initial component on the host, as scarlet lite holds it.
+
+    Attributes:
+      source: index of its source.
+      peak: (y, x) int pixel of the peak in image coordinates.
+      origin: (y, x) int top-left of its box in image coordinates.
+      spectrum: (B,) float.
+      morph: (h, w) float morphology in its box (max 1).
+      symmetric: whether the fit makes it symmetric about its peak.
+    """
+
+    source: int
+    peak: tuple
+    origin: tuple
+    spectrum: np.ndarray
+    morph: np.ndarray
+    symmetric: bool = False
+
+
+class BucketKey(NamedTuple):
+    """Everything that sets compiled shapes for one blend."""
+
+    n_bands: int
+    canvas: tuple  # (H, W) padded image
+    box: int  # common odd box side
+    slots: int  # component slots K
+    fft_shape: tuple
+
+
+class PackedBlend(NamedTuple):
+    """A blend ready for :func:`scarlet_jax.fit.fit` (device arrays, bucketed shapes)."""
+
+    data: FitData
+    placement: Placement
+    components: Components
+    key: BucketKey
+    image_shape: tuple  # unpadded (H, W)
+    n_components: int
+
+
 def component_models(components: Components) -> jax.Array:
     """(K, B, h, w) model of each component in its box: spectrum x morphology."""
     return components.spectra[:, :, None, None] * components.morphs[:, None, :, :]
 
-
-def box_center(box_shape: tuple[int, int]) -> jnp.ndarray:
-    """(2,) int32 centre pixel of an odd box."""
-    return jnp.array([box_shape[0] // 2, box_shape[1] // 2], jnp.int32)

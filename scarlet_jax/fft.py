@@ -12,9 +12,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .psf import next_fast_len
+__all__ = [
+    "next_fast_len",
+    "fft_shape_for",
+    "kernel_to_fft",
+    "convolve",
+    "convolve_transpose",
+    "convolve_op",
+]
 
-__all__ = ["fft_shape_for", "kernel_to_fft", "convolve", "convolve_transpose", "convolve_op"]
+
+def next_fast_len(n: int) -> int:
+    """Smallest 5-smooth integer (only factors 2, 3, 5) that is >= ``n``."""
+    n = max(int(n), 1)
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
 
 
 def fft_shape_for(image_shape: tuple[int, int], kernel_shape: tuple[int, int]) -> tuple[int, int]:

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import stopping
-from .components import Components, Placement
+from .components import Components, FitData, Placement
 from .constraints import ConstraintConfig, ConstraintParams, make_prox, significant
-from .likelihood import FitData, loss_and_grads
+from .likelihood import loss_and_grads
 from .optim import ProxAdamState, fista, proximal_adam
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Initial components from peak positions: scarlet lite's factorized (chi^2) initialisation.
 
 This is per-blend host code in float64 numpy; it returns
-:class:`~scarlet_jax.packing.InitComponent` tuples (float32 arrays), which
+:class:`~scarlet_jax.components.InitComponent` tuples (float32 arrays), which
 :func:`~scarlet_jax.packing.pack_blend` turns into device arrays.
 
 The recipe (scarlet lite ``initialization.py:FactorizedInitialization``), per source centre
@@ -32,10 +32,10 @@ from __future__ import annotations
 import numpy as np
 
 from .centers import check_centers
+from .components import InitComponent
 from .errors import BadInputError
+from .fft import next_fast_len
 from .observation import Observation
-from .packing import InitComponent
-from .psf import next_fast_len
 
 __all__ = [
     "wavelet_detection_image",

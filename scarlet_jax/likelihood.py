@@ -8,43 +8,14 @@ gradient ``G = P^T(W * (P(M) - D))`` and ``G_k = extract(G)``:
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from .components import Components, Placement, component_models
+from .components import Components, FitData, Placement, component_models
 from .fft import convolve, convolve_op, convolve_transpose
 from .render import extract, insert, insert_op
 
-__all__ = ["FitData", "render", "loss_and_grads", "loss_reference", "residual"]
-
-
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=["images", "weights", "kernel_fft", "noise_rms"],
-    meta_fields=["fft_shape", "margin"],
-)
-@dataclasses.dataclass(frozen=True)
-class FitData:
-    """What the fit reads of an observation, on the (possibly padded) fit canvas.
-
-    Attributes:
-      images: (B, H, W) float32 data.
-      weights: (B, H, W) float32 inverse variance, 0 for padding and bad pixels.
-      kernel_fft: (B, Fh, Fw//2+1) complex64 rfft2 of the PSF-difference kernel.
-      noise_rms: (B,) float32 background rms.
-      fft_shape: static (Fh, Fw).
-      margin: static canvas margin for box insertion (>= half the box size).
-    """
-
-    images: jax.Array
-    weights: jax.Array
-    kernel_fft: jax.Array
-    noise_rms: jax.Array
-    fft_shape: tuple = (0, 0)
-    margin: int = 0
+__all__ = ["render", "loss_and_grads", "loss_reference", "residual"]
 
 
 def render(components: Components, placement: Placement, data: FitData) -> jax.Array:

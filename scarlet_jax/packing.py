@@ -1,75 +1,29 @@
 """Host-side packing of a blend into bucketed, padded device arrays.
 
 ``pack_blend`` turns an :class:`~scarlet_jax.observation.Observation` and its initial
-components (scarlet lite style: each with its own box) into a :class:`PackedBlend` whose
-shapes come from the menus in :mod:`scarlet_jax.buckets`: the image is padded to the
-canvas bucket (weight 0 outside), every component gets a slot box of one common odd size
-centred on its peak, and its own box becomes a support mask inside it.
+components (scarlet lite style: each with its own box) into a
+:class:`~scarlet_jax.components.PackedBlend` whose shapes come from the menus in
+:mod:`scarlet_jax.buckets`: the image is padded to the canvas bucket (weight 0 outside),
+every component gets a slot box of one common odd size centred on its peak, and its own box
+becomes a support mask inside it.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 from .buckets import bucket_box, bucket_canvas, bucket_slots
-from .components import Components, Placement
+from .components import BucketKey, Components, FitData, InitComponent, PackedBlend, Placement
 from .fft import fft_shape_for, kernel_to_fft
-from .likelihood import FitData
 from .observation import Observation
 from .render import check_origins
 
 __all__ = [
-    "InitComponent",
-    "PackedBlend",
-    "BucketKey",
     "bucket_key",
     "pack_blend",
     "box_side_for",
 ]
-
-
-class InitComponent(NamedTuple):
-    """One initial component on the host, as scarlet lite holds it.
-
-    Attributes:
-      source: index of its source.
-      peak: (y, x) int pixel of the peak in image coordinates.
-      origin: (y, x) int top-left of its box in image coordinates.
-      spectrum: (B,) float.
-      morph: (h, w) float morphology in its box (max 1).
-      symmetric: whether the fit makes it symmetric about its peak.
-    """
-
-    source: int
-    peak: tuple
-    origin: tuple
-    spectrum: np.ndarray
-    morph: np.ndarray
-    symmetric: bool = False
-
-
-class BucketKey(NamedTuple):
-    """Everything that sets compiled shapes for one blend."""
-
-    n_bands: int
-    canvas: tuple  # (H, W) padded image
-    box: int  # common odd box side
-    slots: int  # component slots K
-    fft_shape: tuple
-
-
-class PackedBlend(NamedTuple):
-    """A blend ready for :func:`scarlet_jax.fit.fit` (device arrays, bucketed shapes)."""
-
-    data: FitData
-    placement: Placement
-    components: Components
-    key: BucketKey
-    image_shape: tuple  # unpadded (H, W)
-    n_components: int
 
 
 def box_side_for(components: list[InitComponent], grow_margin: int) -> int:

@@ -26,6 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from .buckets import box_ladder, bucket_box, bucket_canvas
 from .cache import enable_compilation_cache
 from .centers import validate_centers
+from .components import PackedBlend
 from .detect import detect
 from .errors import BadInputError
 from .fit import FitState, grow_state, resume_state
@@ -33,7 +34,7 @@ from .initialization import init_components, wavelet_detection_image
 from .memory import canvas_bytes, check_fits, lane_bytes, memory_limit
 from .observation import Observation, check_observation
 from .options import Options, resolve_options
-from .packing import PackedBlend, bucket_key, pack_blend
+from .packing import bucket_key, pack_blend
 from .plan import MERGE_RATIO, Plan, Planner, lanes_for, make_plan
 from .result import DeblendResult
 from .scheduler import LaneRun
@@ -61,7 +62,7 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
     """Validate, detect when ``centers`` is None, and initialise one blend (host).
 
     Returns:
-      ``(components, centers)``: a list of :class:`~scarlet_jax.packing.InitComponent`
+      ``(components, centers)``: a list of :class:`~scarlet_jax.components.InitComponent`
       and the validated (S, 2) centers.
     """
     check_observation(observation)

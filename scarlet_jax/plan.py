@@ -27,8 +27,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 
+from .components import BucketKey
 from .memory import format_bytes, lane_bytes
-from .packing import BucketKey
 
 __all__ = ["MERGE_RATIO", "pixel_work", "Planner", "PlannedBucket", "Plan", "lanes_for"]
 

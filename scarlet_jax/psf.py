@@ -10,25 +10,13 @@ import math
 
 import numpy as np
 
+from .fft import next_fast_len
+
 __all__ = [
     "integrated_circular_gaussian",
-    "next_fast_len",
     "match_kernel",
     "centered_fft_pad",
 ]
-
-
-def next_fast_len(n: int) -> int:
-    """Smallest 5-smooth integer (only factors 2, 3, 5) that is >= ``n``."""
-    n = max(int(n), 1)
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
 
 
 def integrated_circular_gaussian(sigma: float = 0.8, size: int = 15) -> np.ndarray:

@@ -67,7 +67,7 @@ class LaneRun:
     """Host bookkeeping of one bucket: its queue of jobs, which job holds each lane, and
     the device lanes.
 
-    A job is any object with ``packed`` (a :class:`~scarlet_jax.packing.PackedBlend`) and
+    A job is any object with ``packed`` (a :class:`~scarlet_jax.components.PackedBlend`) and
     ``state`` (None for a fresh blend, else a :class:`~scarlet_jax.fit.FitState` to go on
     from). ``ahead`` blocks are kept in flight before flags are read (1: the host reads
     block t's flags while block t+1 runs).

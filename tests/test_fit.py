@@ -6,10 +6,11 @@ import jax
 import numpy as np
 import pytest
 
+from scarlet_jax.components import InitComponent
 from scarlet_jax.constraints import ConstraintConfig
 from scarlet_jax.fit import FitConfig, FitParams, fit
 from scarlet_jax.likelihood import loss_and_grads
-from scarlet_jax.packing import InitComponent, pack_blend
+from scarlet_jax.packing import pack_blend
 
 CONFIG = FitConfig(max_iter=100, min_iter=5, resize=3, constraints=ConstraintConfig())
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scarlet_jax.components import InitComponent
 from scarlet_jax.errors import BadInputError
 from scarlet_jax.initialization import (
     convolve_same,
@@ -32,7 +33,6 @@ from scarlet_jax.initialization import (
     symmetrize_about,
 )
 from scarlet_jax.observation import make_observation
-from scarlet_jax.packing import InitComponent
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 PIPELINE = dict(min_snr=50, initial_bg_thresh=1.0, bg_thresh=1.0)

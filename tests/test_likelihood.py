@@ -3,9 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scarlet_jax.components import Components, Placement
+from scarlet_jax.components import Components, FitData, Placement
 from scarlet_jax.fft import fft_shape_for, kernel_to_fft
-from scarlet_jax.likelihood import FitData, loss_and_grads, loss_reference, render
+from scarlet_jax.likelihood import loss_and_grads, loss_reference, render
 
 B, H, W, K, BOX = 3, 30, 26, 4, 9
 

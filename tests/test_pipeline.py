@@ -14,10 +14,10 @@ import pytest
 
 import scarlet_jax as sj
 from scarlet_jax.cache import cache_dir
+from scarlet_jax.components import BucketKey
 from scarlet_jax.errors import BadInputError
 from scarlet_jax.memory import memory_limit
 from scarlet_jax.options import resolve_options
-from scarlet_jax.packing import BucketKey
 from scarlet_jax.pipeline import RunStats, run
 from scarlet_jax.plan import Planner, pixel_work
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from scarlet_jax.datasets import load_hsc_cosmos_35_arrays
-from scarlet_jax.psf import integrated_circular_gaussian, match_kernel, next_fast_len
+from scarlet_jax.fft import next_fast_len
+from scarlet_jax.psf import integrated_circular_gaussian, match_kernel
 
 
 @pytest.mark.parametrize("n,expected", [(1, 1), (7, 8), (11, 12), (61, 64), (97, 100), (101, 108)])
