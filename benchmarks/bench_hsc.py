@@ -15,10 +15,10 @@ from pathlib import Path
 import jax
 
 import scarlet_jax as sj
-from scarlet_jax.deblend import prepare_blend
 from scarlet_jax.fit import fit
 from scarlet_jax.options import resolve_options
 from scarlet_jax.packing import pack_blend
+from scarlet_jax.pipeline import prepare_blend
 
 
 def run(opts, packed, repeats):

@@ -28,11 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import scarlet_jax as sj
-from scarlet_jax import prox
-from scarlet_jax.deblend import prepare_blend
+from scarlet_jax import monotonicity, prox
 from scarlet_jax.fit import fit
 from scarlet_jax.options import resolve_options
 from scarlet_jax.packing import pack_blend
+from scarlet_jax.pipeline import prepare_blend
 
 #: (canvas side, slot box, slots) of the single-blend fits; the last is a large galaxy
 FIT_BUCKETS = [(64, 31, 8), (96, 61, 12), (128, 101, 4), (192, 161, 4)]
@@ -128,13 +128,13 @@ def run(n: int, box: int, repeats: int) -> dict:
     one, one_c = morphs_d[0], centers_d[0]
     rows = []
 
-    mono = prox.make_monotonicity((box, box), fit_radius=1)
+    mono = monotonicity.make_monotonicity((box, box), fit_radius=1)
     cases = [
         ("make_monotonicity", jax.jit(mono), jax.jit(jax.vmap(mono))),
         (
             "monotonicity (any peak)",
-            jax.jit(prox.monotonicity),
-            jax.jit(jax.vmap(prox.monotonicity)),
+            jax.jit(monotonicity.monotonicity),
+            jax.jit(jax.vmap(monotonicity.monotonicity)),
         ),
         (
             "uncentered_symmetry",

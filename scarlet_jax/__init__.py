@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import datasets, inputs, io, measure, prox, tables
+from . import datasets, inputs, io, measure, monotonicity, prox, tables
 from ._version import __version__
 from .batch import deblend_batch
 from .components import Components, Placement
@@ -41,6 +41,7 @@ __all__ = [
     "detect",
     "display",
     "inputs",
+    "monotonicity",
     "prox",
     "tables",
     "io",

@@ -1,8 +1,8 @@
-"""Checking source centres against an image: the one place that says what a valid centre is.
+"""Source centres: the one place that says what a valid centre is, and which are duplicates.
 
-Used by :func:`validate_centers` (the catalog a user passes) and by the
-initialisation (:func:`scarlet_jax.initialization.round_centers`), so both reject the same
-inputs with the same messages.
+:func:`check_centers` is the check; :func:`validate_centers` (the catalog a user passes:
+the check, then duplicates merged) and :func:`round_centers` (the initialisation's pixel
+centres) both go through it, so they reject the same inputs with the same messages.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import BadInputError, InputWarning
 
-__all__ = ["check_centers", "validate_centers"]
+__all__ = ["check_centers", "round_centers", "validate_centers"]
 
 
 def check_centers(centers, image_shape: tuple[int, int], *, allow_single: bool = False):
@@ -66,6 +66,22 @@ def check_centers(centers, image_shape: tuple[int, int], *, allow_single: bool =
             f"{(height, width)}, first at source={i} (y, x) = {tuple(arr[i].tolist())}"
         )
     return arr
+
+
+def round_centers(centers, image_shape: tuple[int, int]) -> np.ndarray:
+    """Checked source centres rounded to pixels (half to even, as scarlet lite).
+
+    Args:
+      centers: (S, 2) (y, x) positions in image pixels.
+      image_shape: (H, W).
+
+    Returns:
+      (S, 2) int64 pixel centres.
+
+    Raises:
+      BadInputError: see :func:`check_centers`.
+    """
+    return np.rint(check_centers(centers, image_shape)).astype(np.int64)
 
 
 def _duplicates(centers: np.ndarray, merge_radius: float) -> np.ndarray:

@@ -424,7 +424,7 @@ def _fit_alone(engine, item, opts, args):
 def _prevalidate(blend, opts):
     """Merge duplicate centers with the file name in the warning, and catch centers that
     cannot be fitted, before the blend joins a batch."""
-    from .deblend import validate_centers
+    from .centers import validate_centers
 
     if blend.centers is None:
         return blend.centers

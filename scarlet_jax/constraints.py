@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from . import prox as ops
 from .components import Components
+from .monotonicity import make_monotonicity
 
 __all__ = ["ConstraintConfig", "ConstraintParams", "make_prox", "significant", "SPARSITY"]
 
@@ -88,7 +89,7 @@ def make_prox(config: ConstraintConfig, box_shape: tuple[int, int]):
     h, w = box_shape
     center = jnp.array([h // 2, w // 2], jnp.int32)
     mono = (
-        ops.make_monotonicity(box_shape, config.fit_radius, return_peak=True)
+        make_monotonicity(box_shape, config.fit_radius, return_peak=True)
         if config.monotonic
         else None
     )

@@ -5,13 +5,12 @@ A single blend runs the batch pipeline (:mod:`scarlet_jax.pipeline`) in one lane
 
 from __future__ import annotations
 
-from .centers import validate_centers
 from .observation import Observation
 from .options import resolve_options
-from .pipeline import prepare_blend, run, unpack_result
+from .pipeline import run
 from .result import DeblendResult
 
-__all__ = ["deblend", "validate_centers", "prepare_blend", "unpack_result"]
+__all__ = ["deblend"]
 
 
 def deblend(

@@ -180,6 +180,8 @@ def fista_steps(data: FitData, params: FitParams):
 
 
 def make_optimizer(config: FitConfig, data: FitData, params: FitParams):
+    """The fit's :class:`~scarlet_jax.optim.ProximalOptimizer`: FISTA or proximal AMSGrad
+    with scarlet lite's step sizes (built once per fit)."""
     if config.optimizer == "fista":
         return fista(fista_steps(data, params))
     return proximal_adam(_adaprox_steps(data, params))
@@ -250,14 +252,17 @@ def make_step(
     params: FitParams,
     config: FitConfig,
     gradient_fn=loss_and_grads,
+    optimizer=None,
 ):
     """Return ``step(state) -> state``: one iteration of the fit of one blend.
 
     ``gradient_fn(components, placement, data) -> (loss, grads)`` defaults to the
     hand-written :func:`~scarlet_jax.likelihood.loss_and_grads`; benchmarks swap in an
-    autodiff version to compare memory.
+    autodiff version to compare memory. ``optimizer`` is the one the state was made with
+    (:func:`make_optimizer`; built here when None), so a fit builds it once.
     """
-    optimizer = make_optimizer(config, data, params)
+    if optimizer is None:
+        optimizer = make_optimizer(config, data, params)
     box_shape = tuple(placement.bounds.shape[-2:])
     prox_fn = make_prox(config.constraints, box_shape)
     n_pix = jnp.sum(data.weights > 0).astype(jnp.float32)
@@ -357,8 +362,8 @@ def fit_unjitted(
     if state is None:
         state = init_fit_state(components, placement, optimizer, config.max_iter)
     else:
-        state = state._replace(done=state.it >= config.max_iter, needs_room=jnp.zeros((), bool))
-    step = make_step(data, placement, params, config)
+        state = resume_state(state, config)
+    step = make_step(data, placement, params, config, optimizer=optimizer)
 
     def block(state):
         return jax.lax.scan(lambda s, _: (step(s), None), state, None, length=config.block)[0]

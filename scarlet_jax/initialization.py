@@ -8,8 +8,9 @@ The recipe (scarlet lite ``initialization.py:FactorizedInitialization``), per so
 ``c`` (rounded to the nearest pixel):
 
 1. ``snr = floor(psf_weighted_snr(c)) / min_snr`` with the *observed* PSFs.
-2. The detection image (default the chi^2 image ``sum_b images_b / noise_rms_b**2``) is made
-   min-symmetric about ``c`` (0 where a pixel has no partner inside the image).
+2. The detection image (default the chi^2 image ``sum_b images_b / noise_rms_b**2`` of
+   :func:`scarlet_jax.detect.detection_image`) is made min-symmetric about ``c`` (0 where a
+   pixel has no partner inside the image; :func:`scarlet_jax.prox.uncentered_symmetry`).
 3. :func:`monotonic_mask` keeps the pixels reachable from the peak by a non-increasing,
    positive 4-neighbour path; pixels at or below ``mean(noise_rms) * initial_bg_thresh`` are
    zeroed; the box is the tight box of what is left, grown by ``2 * padding`` (lite grows
@@ -31,11 +32,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .centers import check_centers
+from .centers import round_centers
 from .components import InitComponent
+from .detect import _robust_std, detection_image
 from .errors import BadInputError
 from .fft import next_fast_len
 from .observation import Observation
+from .prox import uncentered_symmetry
+from .starlet import default_scales, starlet_noise_levels, starlet_transform
 
 __all__ = [
     "wavelet_detection_image",
@@ -45,10 +49,7 @@ __all__ = [
     "multifit_spectra",
     "convolve_same",
     "psf_weighted_snr",
-    "detection_image",
-    "symmetrize_about",
     "monotonic_mask",
-    "round_centers",
 ]
 
 
@@ -83,33 +84,6 @@ def convolve_same(images: np.ndarray, kernels: np.ndarray) -> np.ndarray:
     return full[..., kh // 2 : kh // 2 + h, kw // 2 : kw // 2 + w]
 
 
-def round_centers(centers, image_shape: tuple[int, int]) -> np.ndarray:
-    """Validate source centres and round them to pixels (half to even, as scarlet lite).
-
-    Args:
-      centers: (S, 2) (y, x) positions in image pixels.
-      image_shape: (H, W).
-
-    Returns:
-      (S, 2) int64 pixel centres.
-
-    Raises:
-      BadInputError: see :func:`scarlet_jax.centers.check_centers`.
-    """
-    return np.rint(check_centers(centers, image_shape)).astype(np.int64)
-
-
-def detection_image(observation: Observation) -> np.ndarray:
-    """The chi^2 detection image ``sum_b images_b / noise_rms_b**2``.
-
-    Returns:
-      (H, W) float64.
-    """
-    images = np.asarray(observation.images, dtype=np.float64)
-    rms = np.asarray(observation.noise_rms, dtype=np.float64)
-    return np.sum(images / rms[:, None, None] ** 2, axis=0)
-
-
 def psf_weighted_snr(observation: Observation, center) -> float:
     """PSF-weighted signal-to-noise ratio at ``center``, summed over bands.
 
@@ -136,33 +110,6 @@ def psf_weighted_snr(observation: Observation, center) -> float:
     num = np.sum(np.where(good, img * psf, 0.0))
     den = np.sum(np.where(good, psf * psf * np.where(good, var, 0.0), 0.0))
     return float(num / np.sqrt(den)) if den > 0 else float("nan")
-
-
-def symmetrize_about(image: np.ndarray, center, fill: float = 0.0) -> np.ndarray:
-    """Make ``image`` min-symmetric about the pixel ``center``.
-
-    Inside the largest window centred on ``center`` that fits in the image, each pixel
-    becomes ``min(x[p], x[2c - p])``; pixels outside it get ``fill``. This is scarlet lite's
-    ``prox_uncentered_symmetry(x, center, fill)``, except in one corner case: when ``center``
-    is exactly ``shape // 2`` and an axis is even, lite reflects the whole array about the
-    half pixel; here the reflection is always about ``center``.
-
-    Args:
-      image: (H, W) float.
-      center: (y, x) int pixel inside the image.
-      fill: value outside the symmetric window.
-
-    Returns:
-      (H, W) float64, a new array.
-    """
-    image = np.asarray(image, dtype=np.float64)
-    height, width = image.shape
-    cy, cx = (int(v) for v in center)
-    ry, rx = min(cy, height - 1 - cy), min(cx, width - 1 - cx)
-    out = np.full(image.shape, fill, dtype=np.float64)
-    win = image[cy - ry : cy + ry + 1, cx - rx : cx + rx + 1]
-    out[cy - ry : cy + ry + 1, cx - rx : cx + rx + 1] = np.minimum(win, win[::-1, ::-1])
-    return out
 
 
 def _peak_near(image: np.ndarray, center, radius: int) -> tuple[int, int]:
@@ -406,13 +353,14 @@ def fit_spectra(
     Returns:
       New components with float32 spectra (>= 0); everything else unchanged.
     """
-    spectra = _solve_spectra(observation, components, weighted, strict=False)
+    return _with_spectra(components, _solve_spectra(observation, components, weighted, False))
+
+
+def _with_spectra(components: list[InitComponent], spectra: np.ndarray) -> list[InitComponent]:
+    """The components with their spectra replaced by the rows of ``spectra`` (as float32)."""
     return [
         c._replace(spectrum=s.astype(np.float32)) for c, s in zip(components, spectra, strict=True)
     ]
-
-
-_fit_all_spectra = fit_spectra
 
 
 def _detection_noise(observation: Observation, detect: np.ndarray, given: bool) -> float:
@@ -518,7 +466,7 @@ def init_components(
 
     detect_given = detect is not None
     if detect is None:
-        detect = detection_image(observation)
+        detect = detection_image(observation).astype(np.float64)
     else:
         detect = np.asarray(detect, dtype=np.float64)
         if detect.shape != (height, width):
@@ -555,7 +503,8 @@ def init_components(
         if (subtract and symmetric_dominated and detect[cy, cx] > 0
                 and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
             dominated.add(source)
-        det = symmetrize_about(remaining, (cy, cx)) if symmetric_init else remaining
+        det = (uncentered_symmetry(remaining, (cy, cx), xp=np) if symmetric_init
+               else remaining)
         found = _init_morph(
             det, (cy, cx), threshold=threshold, padding=padding, monotonic=monotonic
         )
@@ -599,7 +548,9 @@ def init_components(
     components = [c._replace(symmetric=True) if c.source in dominated else c
                   for comps in by_source for c in comps]
     if fit_spectra and components:
-        components = _fit_all_spectra(observation, components, weighted=weighted_spectra)
+        # the argument ``fit_spectra`` hides the function of that name here
+        spectra = _solve_spectra(observation, components, weighted_spectra, strict=False)
+        components = _with_spectra(components, spectra)
     return components
 
 
@@ -619,9 +570,6 @@ def wavelet_detection_image(observation: Observation, k_sigma: float = 3.0) -> n
     Returns:
       (H, W) float64 image for ``init_components(..., detect=...)``.
     """
-    from .detect import _robust_std, detection_image
-    from .starlet import default_scales, starlet_noise_levels, starlet_transform
-
     chi2 = np.asarray(detection_image(observation), np.float64)
     scales = default_scales(chi2.shape)
     coeffs = np.asarray(starlet_transform(chi2.astype(np.float32), scales), np.float64)

@@ -15,11 +15,12 @@ from .components import Components, FitData, Placement, component_models
 from .fft import convolve, convolve_op, convolve_transpose
 from .render import extract, insert, insert_op
 
-__all__ = ["render", "loss_and_grads", "loss_reference", "residual"]
+__all__ = ["render", "loss_and_grads", "loss_reference"]
 
 
 def render(components: Components, placement: Placement, data: FitData) -> jax.Array:
-    """(B, H, W) model in the observed frame, ``P(M)``; differentiable through the
+    """(B, H, W) model in the observed frame, ``P(M)``: the one render of the package (the
+    result's ``model`` and ``source_models`` call it too); differentiable through the
     hand-written VJPs of the insertion and the convolution."""
     boxes = component_models(components.replace(morphs=components.morphs * placement.support))
     model = insert_op(boxes, placement.origins, data.images.shape[-2:], data.margin)
@@ -46,11 +47,6 @@ def loss_and_grads(components: Components, placement: Placement, data: FitData):
     grad_spectra = jnp.einsum("kbyx,kyx->kb", g, morphs)
     grad_morphs = jnp.einsum("kb,kbyx->kyx", components.spectra, g) * placement.support
     return loss, Components(spectra=grad_spectra, morphs=grad_morphs)
-
-
-def residual(components: Components, placement: Placement, data: FitData) -> jax.Array:
-    """(B, H, W) data minus convolved model."""
-    return data.images - render(components, placement, data)
 
 
 def loss_reference(components: Components, placement: Placement, data: FitData) -> jax.Array:

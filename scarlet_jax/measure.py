@@ -51,7 +51,6 @@ __all__ = [
     "measurement_table",
     "model_fluxes",
     "redistribute_flux",
-    "residual",
     "residual_image",
     "significant_footprints",
     "source_footprints",
@@ -177,11 +176,6 @@ def centroids(models):
     ok = total > 0
     safe = jnp.where(ok, total, 1.0)
     return jnp.stack([jnp.where(ok, my / safe, jnp.nan), jnp.where(ok, mx / safe, jnp.nan)], -1)
-
-
-def residual(images, model):
-    """(B, H, W) data minus the convolved model."""
-    return images - model
 
 
 def chi(images, weights, model):
@@ -334,8 +328,7 @@ def redistribute_flux(result, mask_footprint: bool = True) -> tuple[np.ndarray, 
 def residual_image(result, normalized: bool = False) -> np.ndarray:
     """(B, H, W) float32 data minus model, or ``sqrt(W) * (D - M)`` when ``normalized``."""
     obs = result.observation
-    model = result.model
-    out = chi(obs.images, obs.weights, model) if normalized else residual(obs.images, model)
+    out = chi(obs.images, obs.weights, result.model) if normalized else result.residual
     return np.asarray(out, np.float32)
 
 

@@ -1,37 +1,21 @@
-"""Proximal operators on component morphologies: monotonicity, symmetry, thresholds.
+"""Proximal operators on one morphology ``(h, w)``: symmetry, thresholds, small projections.
 
-Every operator is a pure function of arrays, jittable and vmappable, and works for one morph
-``(h, w)``; batch with ``jax.vmap``. Arrays come in as numpy or JAX arrays; integer images are
-cast to float32, float64 stays float64 (when x64 is on). Coordinates are (y, x).
+Every operator is a pure function of arrays, jittable and vmappable, for one morph; batch
+with ``jax.vmap``. Each docstring opens with the problem it solves (its argmin), or says
+that it is not a projection. Arrays come in as numpy or JAX arrays; integer images are cast
+to float32, float64 stays float64 (when x64 is on). Coordinates are (y, x).
 
-Monotonicity reproduces scarlet lite's weighted monotonicity (``operators.py:Monotonicity``
-with the C++ ``new_monotonicity`` pass) to float32 rounding, the uncentred symmetry reproduces
-``prox_uncentered_symmetry`` exactly, and the background threshold is the one in lite's
-``FactorizedComponent.prox_morph``. The L0/L1 thresholds are ours (lite has none): see
-:func:`sparsity_threshold` for the definition.
-
-How monotonicity runs in JAX: lite visits the pixels one by one in order of distance from the
-peak (Gauss-Seidel). A pixel only reads neighbours strictly closer to the peak (at most 4 of
-its 8), so the reads form a DAG, and pixels with no path between them can be updated at once.
-On the host we build, per box shape, a schedule of steps (at most ``C`` pixels each, every
-pixel after all pixels it reads, about 1.1x the longest chain: 70 steps for a 41x41 box) on a
-grid centred on the peak. On the device the pixels are stored in schedule order, one row of K
-components per pixel, so that step s reads its neighbours with one row gather and writes its
-own C rows with one contiguous ``dynamic_update_slice``; a ``lax.scan`` runs the steps.
-Components sit on the last, contiguous axis; ``jax.vmap`` of the returned functions is routed
-to that layout through ``jax.custom_batching.custom_vmap``.
+The uncentred symmetry reproduces scarlet lite's ``prox_uncentered_symmetry`` exactly, and the
+background threshold is the one in lite's ``FactorizedComponent.prox_morph``. The L0/L1
+thresholds are ours (lite has none): see :func:`sparsity_threshold` for the definition.
+scarlet lite's weighted monotonicity, with its host-side schedule and scan engine, is in
+:mod:`scarlet_jax.monotonicity`.
 """
 
 from __future__ import annotations
 
-import functools
-import heapq
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax import lax
 
 __all__ = [
     "bg_threshold",
@@ -39,10 +23,7 @@ __all__ = [
     "find_peak",
     "l0_threshold",
     "l1_threshold",
-    "make_monotonicity",
     "max_normalize",
-    "monotonicity",
-    "monotonicity_weights",
     "peak_floor",
     "positivity",
     "sparsity_threshold",
@@ -54,11 +35,11 @@ __all__ = [
 # helpers
 
 
-def _as_float(x) -> jax.Array:
+def _as_float(x, xp=jnp) -> jax.Array:
     """Array of a floating dtype: floats keep theirs, anything else becomes float32."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
+    x = xp.asarray(x)
+    if not xp.issubdtype(x.dtype, xp.floating):
+        x = x.astype(xp.float32)
     return x
 
 
@@ -115,398 +96,13 @@ def find_peak(image, center, fit_radius: int = 1) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------------
-# monotonicity: host-side tables
-
-
-def monotonicity_weights(dy, dx) -> np.ndarray:
-    """scarlet lite's monotonicity weights for pixels at offsets (dy, dx) from the peak.
-
-    Neighbour ``k = 3 i + j`` is the offset ``(i - 1, j - 1)``. With ``r`` the distance and
-    ``theta = atan2(y, x)`` the polar angle about the peak, ``w_k = |cos(theta_p - theta_nk)|``
-    where the neighbour is strictly closer (``r_p - r_nk > 0``) and 0 otherwise, normalised to
-    sum to 1 over the 9 slots; the self slot (k = 4) is 1 at the peak and 0 elsewhere. Computed
-    in float64 (lite's table dtype) on the host.
-
-    Args:
-      dy, dx: integer arrays of one shape S, offsets from the peak.
-
-    Returns:
-      (9, *S) float64 weights.
-    """
-    dy = np.asarray(dy, np.float64)
-    dx = np.asarray(dx, np.float64)
-    r = np.sqrt(dy**2 + dx**2)  # exact squares, correctly rounded: ties stay ties
-    theta = np.arctan2(dy, dx)
-    weights = np.zeros((9,) + dy.shape)
-    for k in range(9):
-        ny, nx = dy + (k // 3 - 1), dx + (k % 3 - 1)
-        closer = r - np.sqrt(ny**2 + nx**2) > 0
-        weights[k] = np.where(closer, np.abs(np.cos(theta - np.arctan2(ny, nx))), 0.0)
-    norm = weights.sum(axis=0)
-    weights = weights / np.where(norm > 0, norm, 1.0)
-    weights[4] = np.where((dy == 0) & (dx == 0), 1.0, 0.0)
-    return weights
-
-
-#: most strictly-closer neighbours a pixel has among its 8: for |dx| > |dy| the steps in along
-#: x, along y and diagonally, plus (dy + 1, dx - 1) when |dx| > |dy| + 1 (and symmetric cases)
-_MAX_READS = 4
-
-
-class _MonoTables(NamedTuple):
-    """Static schedule for one box shape (host numpy; becomes jaxpr constants).
-
-    The grid is (gh, gw) = (h + 2 my, w + 2 mx) with the peak at its centre, ``n = gh * gw``.
-    On the device the pixels live in a *state* of R = 2 + S * C rows (one row per pixel, the
-    components along the row): row 0 holds zeros (read for padding), row 1 the peak, and step
-    s writes the contiguous rows ``2 + s C ... 2 + (s + 1) C``. Rows of unused slots hold a
-    copy of the peak that nothing reads.
-    """
-
-    box_shape: tuple[int, int]
-    margin: tuple[int, int]
-    grid_shape: tuple[int, int]
-    source: np.ndarray  # (R,) int32: 0 for the zero row, else 1 + grid pixel (flat)
-    row_of: np.ndarray  # (n,) int32: state row of each grid pixel
-    coords: np.ndarray  # (S, 2, C) int32: grid (y, x) of the pixels step s writes
-    reads: np.ndarray  # (S, C, _MAX_READS) int32: state rows read (0 where unused)
-    weights: np.ndarray  # (S, C, _MAX_READS) float64: their weights, in lite's order
-    n_levels: int  # longest dependency chain (the minimum possible number of steps)
-
-
-def _dependencies(gh: int, gw: int, gcy: int, gcx: int):
-    """Weights and the in-grid neighbours each grid pixel reads (not itself)."""
-    yy, xx = np.mgrid[:gh, :gw]
-    weights = monotonicity_weights(yy - gcy, xx - gcx)  # (9, gh, gw)
-    n = gh * gw
-    flat = np.arange(n).reshape(gh, gw)
-    deps = np.full((n, 9), -1, np.int64)
-    for k in range(9):
-        if k == 4:
-            continue
-        qy, qx = yy + k // 3 - 1, xx + k % 3 - 1
-        inside = (qy >= 0) & (qy < gh) & (qx >= 0) & (qx < gw)
-        ok = inside & (weights[k] > 0)
-        deps[:, k] = np.where(ok, flat[np.clip(qy, 0, gh - 1), np.clip(qx, 0, gw - 1)], -1).ravel()
-    return weights, deps
-
-
-def _schedule(deps: np.ndarray, r2: np.ndarray, root: int, slack: float = 1.2):
-    """Group pixels into steps of at most ``C`` mutually independent pixels.
-
-    Every pixel comes after all the pixels it reads. Longest-remaining-chain-first list
-    scheduling with ``C = ceil(slack * n / n_levels)`` (1.2: ~1.1x the minimum number of steps,
-    a third less padding than one step per level).
-
-    Returns:
-      (steps: list of int arrays, n_levels: int)
-    """
-    n = deps.shape[0]
-    valid = deps >= 0
-    # levels (longest chain from the root) and heights (longest chain to a leaf), by distance
-    shells = np.unique(r2)
-    order = np.argsort(r2, kind="stable")
-    bounds = np.searchsorted(r2[order], shells, side="left")
-    groups = np.split(order, bounds[1:])
-    level = np.zeros(n, np.int64)
-    for g in groups:
-        d = deps[g]
-        lv = np.where(valid[g], level[np.maximum(d, 0)] + 1, 0)
-        level[g] = lv.max(axis=1)
-    height = np.ones(n, np.int64)
-    for g in reversed(groups):
-        d, v = deps[g], valid[g]
-        np.maximum.at(height, d[v], np.repeat(height[g], v.sum(axis=1)) + 1)
-    n_levels = int(level.max())
-    capacity = max(1, int(np.ceil(slack * (n - 1) / max(n_levels, 1))))
-
-    # children lists (CSR) and in-degrees
-    parent = deps[valid]
-    child = np.repeat(np.arange(n), valid.sum(axis=1))
-    by_parent = np.argsort(parent, kind="stable")
-    children = child[by_parent]
-    starts = np.searchsorted(parent[by_parent], np.arange(n + 1))
-    indeg = valid.sum(axis=1)
-
-    ready: list[tuple[int, int]] = []
-
-    def release(p):
-        for q in children[starts[p] : starts[p + 1]]:
-            indeg[q] -= 1
-            if indeg[q] == 0:
-                heapq.heappush(ready, (-int(height[q]), int(q)))
-
-    release(root)
-    done = 1
-    steps = []
-    while ready:
-        chosen = [heapq.heappop(ready)[1] for _ in range(min(capacity, len(ready)))]
-        steps.append(np.sort(np.asarray(chosen, np.int64)))
-        done += len(chosen)
-        for p in chosen:
-            release(p)
-    if done != n:  # pragma: no cover - the graph is a DAG by construction
-        raise RuntimeError(f"monotonicity schedule covered {done} of {n} pixels")
-    return steps, n_levels
-
-
-@functools.lru_cache(maxsize=64)
-def _mono_tables(
-    box_shape: tuple[int, int], margin: tuple[int, int], slack: float = 1.2
-) -> _MonoTables:
-    """Build (and cache by shape) the static monotonicity schedule; see :class:`_MonoTables`."""
-    h, w = box_shape
-    my, mx = margin
-    gh, gw = h + 2 * my, w + 2 * mx
-    gcy, gcx = h // 2 + my, w // 2 + mx
-    root = gcy * gw + gcx
-    weights, deps = _dependencies(gh, gw, gcy, gcx)
-    yy, xx = np.mgrid[:gh, :gw]
-    r2 = ((yy - gcy) ** 2 + (xx - gcx) ** 2).ravel()
-    steps, n_levels = _schedule(deps, r2, root, slack)
-    steps = steps or [np.zeros(0, np.int64)]  # a 1x1 grid: nothing to update
-    n_steps, capacity = len(steps), max(1, max(len(s) for s in steps))
-    pixel = np.full(2 + n_steps * capacity, root, np.int64)  # grid pixel of each state row
-    row_of = np.empty(gh * gw, np.int64)  # and the state row of each grid pixel
-    row_of[root] = 1
-    for s, idx in enumerate(steps):
-        rows = 2 + s * capacity + np.arange(len(idx))
-        pixel[rows], row_of[idx] = idx, rows
-    # in-grid neighbours with a nonzero weight, in lite's summation order k = 0..8 (a zero
-    # weight or an off-grid neighbour, which reads 0, adds exactly 0 to lite's sum)
-    reads = np.zeros((n_steps, capacity, _MAX_READS), np.int64)
-    wts = np.zeros((n_steps, capacity, _MAX_READS))
-    flat_weights = weights.reshape(9, -1)
-    for s, idx in enumerate(steps):
-        filled = np.zeros(len(idx), np.int64)
-        for k in range(9):
-            q = deps[idx, k]
-            use = q >= 0
-            if not use.any():
-                continue
-            if filled[use].max() >= _MAX_READS:  # pragma: no cover - geometry bounds it
-                raise RuntimeError("a monotonicity pixel reads more than 4 neighbours")
-            slot = np.nonzero(use)[0]
-            reads[s, slot, filled[use]] = row_of[q[use]]
-            wts[s, slot, filled[use]] = flat_weights[k, idx[use]]
-            filled[use] += 1
-    source = pixel + 1
-    source[0] = 0
-    coords = np.stack([pixel[2:] // gw, pixel[2:] % gw]).reshape(2, n_steps, capacity)
-    tables = _MonoTables(
-        box_shape,
-        margin,
-        (gh, gw),
-        source.astype(np.int32),
-        row_of.astype(np.int32),
-        coords.transpose(1, 0, 2).astype(np.int32),
-        reads.astype(np.int32),
-        wts,
-        n_levels,
-    )
-    for a in tables[3:-1]:
-        a.setflags(write=False)
-    return tables
-
-
-# --------------------------------------------------------------------------------------------
-# monotonicity: device code
-
-_ROWS = lax.GatherDimensionNumbers(
-    offset_dims=(1,), collapsed_slice_dims=(0,), start_index_map=(0,)
-)
-
-
-def _take_rows(a, rows):
-    """``a[rows]`` for a 2-D ``a`` and int32 ``rows`` (N,) known to be in bounds."""
-    return lax.gather(a, rows[:, None], _ROWS, (1, a.shape[1]), mode="promise_in_bounds")
-
-
-def _mono_batch(tables: _MonoTables, fit_radius: int, morphs, centers):
-    """Monotonicity of a stack: morphs (K, h, w) float, centers (K, 2) int32.
-
-    Returns (out (K, h, w), peaks (K, 2) int32); peaks are clipped to ``tables.margin`` from
-    the box centre.
-    """
-    k, h, w = morphs.shape
-    dtype = morphs.dtype
-    my, mx = tables.margin
-    gh, gw = tables.grid_shape
-    n_steps, capacity = tables.reads.shape[:2]
-    peaks = jax.vmap(find_peak, in_axes=(0, 0, None))(morphs, centers, fit_radius)
-    dy = jnp.clip(peaks[:, 0] - h // 2, -my, my)  # (K,)
-    dx = jnp.clip(peaks[:, 1] - w // 2, -mx, mx)
-    top, left = my - dy, mx - dx  # grid position of morph pixel (0, 0), (K,)
-
-    # embed: grid_k[gy, gx] = morph_k[gy - top_k, gx - left_k], 0 off the morph; then the
-    # state rows (components last, so each gathered row is K contiguous values)
-    padded = jnp.pad(morphs, ((0, 0), (2 * my, 2 * my), (2 * mx, 2 * mx)))
-    grid = jax.vmap(lambda m, y, x: lax.dynamic_slice(m, (y, x), (gh, gw)))(
-        padded, 2 * my - top, 2 * mx - left
-    )
-    flat = jnp.concatenate([jnp.zeros((1, k), dtype), grid.reshape(k, gh * gw).T])
-    state = _take_rows(flat, jnp.asarray(tables.source))  # (R, K)
-    weights = jnp.asarray(tables.weights, dtype)
-
-    def step(state, table):
-        s, reads, wts, coords = table  # (), (C, M), (C, M), (2, C)
-        vals = _take_rows(state, reads.reshape(-1)).reshape(capacity, _MAX_READS, k)
-        total = wts[:, 0, None] * vals[:, 0]  # lite's order
-        for j in range(1, _MAX_READS):
-            total = total + wts[:, j, None] * vals[:, j]
-        first, zero = 2 + s * capacity, jnp.zeros((), s.dtype)  # one index dtype under x64
-        old = lax.dynamic_slice(state, (first, zero), (capacity, k))
-        # grid pixels off the morph read as 0 and stay 0 (lite zero-pads the image by 1)
-        y = coords[0][:, None] - top[None, :]
-        x = coords[1][:, None] - left[None, :]
-        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
-        new = jnp.where(inside, jnp.minimum(old, total), old)
-        return lax.dynamic_update_slice(state, new, (first, zero)), None
-
-    steps = jnp.arange(n_steps, dtype=jnp.int32)
-    table = (steps, jnp.asarray(tables.reads), weights, jnp.asarray(tables.coords))
-    state, _ = lax.scan(step, state, table)
-
-    # extract: out_k[y, x] = grid_k[y + top_k, x + left_k]
-    grid = _take_rows(state, jnp.asarray(tables.row_of)).T.reshape(k, gh, gw)
-    out = jax.vmap(lambda g, y, x: lax.dynamic_slice(g, (y, x), (h, w)))(grid, top, left)
-    return out, jnp.stack([dy + h // 2, dx + w // 2], axis=-1)
-
-
-def make_monotonicity(
-    box_shape: tuple[int, int],
-    fit_radius: int = 1,
-    max_offset: int | tuple[int, int] | None = None,
-    return_peak: bool = False,
-):
-    """Build scarlet lite's weighted monotonicity for morphs of one box shape.
-
-    The returned ``mono(morph, center)`` re-finds the peak (:func:`find_peak` with
-    ``fit_radius``) and then makes every pixel ``p``, in order of increasing distance from the
-    peak, ``min(x_p, sum_k w_k x_{p + k})`` over its 8 neighbours with the weights of
-    :func:`monotonicity_weights` (only strictly closer neighbours count; neighbours off the
-    morph read as 0; closer pixels hold their updated values). This is the projection scarlet
-    lite applies first in ``prox_morph``.
-
-    The schedule is built once on the host for a grid that covers peaks up to ``max_offset``
-    pixels from the box centre ``(h // 2, w // 2)``; a re-found peak farther away is clipped
-    to that range (the result is then monotonic about the clipped peak, not lite's, and the
-    clipped peak is the one returned). In the fit the centre is the box centre, so the default
-    ``max_offset = fit_radius`` is exact. ``jax.vmap(mono)`` (any nesting) runs one batched
-    scan with the components on the last, contiguous axis. ``mono`` supports forward-mode
-    autodiff (``jax.jvp``) but not reverse mode: the fit never differentiates a prox.
-
-    Args:
-      box_shape: static (h, w) of the morphs.
-      fit_radius: static window half-size for re-finding the peak (lite default 1).
-      max_offset: static largest |peak - box centre| per axis (int or (y, x)); default
-        ``fit_radius``; clipped to the box, so ``max(h, w)`` covers every peak.
-      return_peak: if True, ``mono`` returns ``(out, peak)``.
-
-    Returns:
-      ``mono(morph (h, w) float, center (2,) int) -> (h, w)`` (same dtype), or
-      ``-> ((h, w), (2,) int32 peak)`` with ``return_peak``.
-
-    Raises:
-      ValueError: for a box shape that is not two positive ints, or a negative radius/offset.
-    """
-    box_shape = tuple(int(s) for s in box_shape)
-    if len(box_shape) != 2 or min(box_shape) < 1:
-        raise ValueError(f"box_shape must be two positive ints, got {box_shape=}")
-    if fit_radius < 0:
-        raise ValueError(f"fit_radius must be >= 0, got {fit_radius=}")
-    if max_offset is None:
-        max_offset = fit_radius
-    if isinstance(max_offset, int | np.integer):
-        max_offset = (int(max_offset), int(max_offset))
-    max_offset = tuple(int(m) for m in max_offset)
-    if len(max_offset) != 2 or min(max_offset) < 0:
-        raise ValueError(f"max_offset must be >= 0 (one int or (y, x)), got {max_offset=}")
-    h, w = box_shape
-    # peaks lie in the box: offsets from the centre are at most h // 2 (w // 2)
-    max_offset = (min(max_offset[0], h // 2), min(max_offset[1], w // 2))
-    tables = _mono_tables(box_shape, max_offset)
-    core = functools.partial(_mono_batch, tables, fit_radius)
-
-    def check(morph):
-        if morph.shape != box_shape:
-            raise ValueError(f"morph shape {morph.shape} does not match {box_shape=}")
-
-    @jax.custom_batching.custom_vmap
-    def batched(morphs, centers):
-        return core(morphs, centers)
-
-    @batched.def_vmap
-    def _batched_rule(axis_size, in_batched, morphs, centers):
-        # flatten an outer vmap into the component axis: one scan for all
-        m_b, c_b = in_batched
-        k = morphs.shape[-3]
-        if not m_b:
-            morphs = jnp.broadcast_to(morphs, (axis_size,) + morphs.shape)
-        if not c_b:
-            centers = jnp.broadcast_to(centers, (axis_size,) + centers.shape)
-        out, peaks = batched(morphs.reshape((-1, h, w)), centers.reshape((-1, 2)))
-        return (out.reshape((axis_size, k, h, w)), peaks.reshape((axis_size, k, 2))), (True, True)
-
-    @jax.custom_batching.custom_vmap
-    def single(morph, center):
-        out, peak = batched(morph[None], center[None])
-        return out[0], peak[0]
-
-    @single.def_vmap
-    def _single_rule(axis_size, in_batched, morph, center):
-        m_b, c_b = in_batched
-        if not m_b:
-            morph = jnp.broadcast_to(morph, (axis_size,) + morph.shape)
-        if not c_b:
-            center = jnp.broadcast_to(center, (axis_size,) + center.shape)
-        return batched(morph, center), (True, True)
-
-    @jax.jit
-    def mono(morph, center):
-        morph = _as_float(morph)
-        check(morph)
-        out, peak = single(morph, _as_index(center))
-        return (out, peak) if return_peak else out
-
-    return mono
-
-
-@functools.lru_cache(maxsize=64)
-def _general_monotonicity(shape: tuple[int, int], fit_radius: int):
-    return make_monotonicity(shape, fit_radius, max_offset=max(shape), return_peak=True)
-
-
-def monotonicity(image, center, fit_radius: int = 1, return_peak: bool = False):
-    """scarlet lite's weighted monotonicity about the peak near ``center``, for any peak.
-
-    Same operator as :func:`make_monotonicity`, with a schedule (cached per shape on the host)
-    that covers a peak anywhere in the image (a grid twice the image size), so it costs 2-4x
-    the box-centred version.
-    In a fit use :func:`make_monotonicity`.
-
-    Args:
-      image: (h, w) float.
-      center: (2,) int or float (y, x), may be traced; the peak is re-found within
-        ``fit_radius``.
-      fit_radius: static window half-size for :func:`find_peak`.
-      return_peak: if True, also return the re-found peak.
-
-    Returns:
-      (h, w) array of the image dtype, or ``((h, w), (2,) int32 peak)``.
-    """
-    image = _as_float(image)
-    _check_image(image)
-    out, peak = _general_monotonicity(image.shape, int(fit_radius))(image, center)
-    return (out, peak) if return_peak else out
-
-
-# --------------------------------------------------------------------------------------------
 # symmetry
 
 
-def uncentered_symmetry(image, center, fill: float | None = 0.0) -> jax.Array:
-    """scarlet lite's ``prox_uncentered_symmetry``: min-symmetrise about the peak.
+def uncentered_symmetry(image, center, fill: float | None = 0.0, *, xp=jnp) -> jax.Array:
+    """``argmin_z ||z - x||^2`` over z symmetric about the peak with ``z <= x`` (and
+    ``z = fill`` outside the largest window centred on the peak): scarlet lite's
+    ``prox_uncentered_symmetry``, which min-symmetrises each pair of pixels.
 
     With ``(cy, cx) = (h // 2, w // 2)`` and ``d = round(2 (p - c)) + (1 if the axis is even)``
     per axis, the largest sub-array centred on the peak, rows ``[max(d, 0), h - 1 + min(d, 0)]``,
@@ -519,30 +115,33 @@ def uncentered_symmetry(image, center, fill: float | None = 0.0) -> jax.Array:
       image: (h, w) float.
       center: (2,) int or float (y, x) of the peak; may be traced.
       fill: value outside the symmetric region (lite's component uses 0), or None.
+      xp: the array module: ``jax.numpy`` (default; jittable, vmappable) or ``numpy``, which
+        runs the same operator on the host in the image's own dtype (the initialisation
+        symmetrises its float64 detection image this way).
 
     Returns:
       (h, w) array of the image dtype.
     """
-    image = _as_float(image)
+    image = _as_float(image, xp)
     _check_image(image)
     h, w = image.shape
-    center = jnp.asarray(center)
+    center = xp.asarray(center)
     at_centre = (center[0] == h // 2) & (center[1] == w // 2)
 
     def axis(p, c, n):
-        d = jnp.round(2 * (p - c)).astype(jnp.int32) + (1 - n % 2)
-        d = jnp.where(at_centre, 0, d)
-        idx = jnp.arange(n, dtype=jnp.int32)
-        inside = (idx >= jnp.maximum(d, 0)) & (idx <= n - 1 + jnp.minimum(d, 0))
-        partner = jnp.clip(n - 1 + d - idx, 0, n - 1)
+        d = xp.round(2 * (p - c)).astype(xp.int32) + (1 - n % 2)
+        d = xp.where(at_centre, 0, d)
+        idx = xp.arange(n, dtype=xp.int32)
+        inside = (idx >= xp.maximum(d, 0)) & (idx <= n - 1 + xp.minimum(d, 0))
+        partner = xp.clip(n - 1 + d - idx, 0, n - 1)
         return inside, partner
 
     in_y, py = axis(center[0], h // 2, h)
     in_x, px = axis(center[1], w // 2, w)
-    sym = jnp.minimum(image, image[py[:, None], px[None, :]])
+    sym = xp.minimum(image, image[py[:, None], px[None, :]])
     inside = in_y[:, None] & in_x[None, :]
-    outside = image if fill is None else jnp.asarray(fill, image.dtype)
-    return jnp.where(inside, sym, outside)
+    outside = image if fill is None else xp.asarray(fill, image.dtype)
+    return xp.where(inside, sym, outside)
 
 
 # --------------------------------------------------------------------------------------------
@@ -567,7 +166,9 @@ def bg_significant(morph, spectrum, bg_rms, bg_thresh) -> jax.Array:
 
 
 def bg_threshold(morph, spectrum, bg_rms, bg_thresh) -> jax.Array:
-    """scarlet lite's background threshold: zero the morph where the model is faint in all bands.
+    """``argmin_z ||z - morph||^2`` subject to ``z = 0`` on the pixels where the model is
+    faint in every band (scarlet lite's background threshold; the faint set is read from the
+    input): zero the morph there, keep it elsewhere.
 
     ``morph[all_b(spectrum_b * morph < bg_rms_b * bg_thresh)] = 0``, with the spectrum that the
     same update produced (lite uses the already-updated spectrum). ``bg_thresh = 0`` zeroes
@@ -615,7 +216,8 @@ def sparsity_threshold(spectrum, bg_rms, thresh) -> jax.Array:
 
 
 def l0_threshold(morph, spectrum, bg_rms, thresh) -> jax.Array:
-    """Hard threshold (the prox of an L0 penalty): zero pixels with ``|morph| < t``.
+    """``argmin_z 0.5 ||z - morph||^2 + 0.5 t^2 ||z||_0``: the hard threshold, zeroing the
+    pixels with ``|morph| < t``.
 
     ``t = sparsity_threshold(spectrum, bg_rms, thresh)``: pixels whose model is below
     ``thresh`` sigma (summed over bands) are set to 0, the rest are kept unchanged.
@@ -635,7 +237,7 @@ def l0_threshold(morph, spectrum, bg_rms, thresh) -> jax.Array:
 
 
 def l1_threshold(morph, spectrum, bg_rms, thresh) -> jax.Array:
-    """Soft threshold (the prox of ``t * ||morph||_1``): ``sign(m) * max(|m| - t, 0)``.
+    """``argmin_z 0.5 ||z - m||^2 + t ||z||_1``: the soft threshold ``sign(m) * max(|m| - t, 0)``.
 
     .. math:: \\arg\\min_z \\tfrac12 \\|z - m\\|^2 + t \\|z\\|_1
 
@@ -656,12 +258,14 @@ def l1_threshold(morph, spectrum, bg_rms, thresh) -> jax.Array:
 
 
 def positivity(morph) -> jax.Array:
-    """Projection onto the non-negative orthant: ``max(morph, 0)`` (NaN propagates)."""
+    """``argmin_{z >= 0} ||z - morph||^2``: the projection onto the non-negative orthant,
+    ``max(morph, 0)`` (NaN propagates)."""
     return jnp.maximum(_as_float(morph), 0)
 
 
 def peak_floor(morph, peak, floor=1e-20) -> jax.Array:
-    """Raise the peak pixel to at least ``floor`` (lite keeps a morph from vanishing this way).
+    """``argmin_z ||z - morph||^2`` subject to ``z[peak] >= floor``: raise the peak pixel to
+    at least ``floor`` (lite keeps a morph from vanishing this way).
 
     Args:
       morph: (h, w) float.
@@ -674,7 +278,8 @@ def peak_floor(morph, peak, floor=1e-20) -> jax.Array:
 
 
 def max_normalize(morph) -> jax.Array:
-    """Non-finite pixels to 0, then divide by the maximum if it is positive (lite's last step).
+    """Not a projection (no argmin; a rescaling the loss absorbs into the spectrum): non-finite
+    pixels to 0, then divide by the maximum if it is positive (lite's last step).
 
     Args:
       morph: (h, w) (or any shape) float.

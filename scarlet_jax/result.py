@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .components import Components
-from .fft import convolve, fft_shape_for, kernel_to_fft
+from .components import Components, FitData, Placement
+from .fft import fft_shape_for, kernel_to_fft
+from .likelihood import render
 from .observation import Observation
-from .render import insert
 
 __all__ = ["DeblendResult"]
 
@@ -115,20 +115,41 @@ class DeblendResult:
         np.add.at(out, self.component_source, self.component_fluxes)
         return out
 
-    def _render(self, mask: np.ndarray) -> jax.Array:
-        """Convolved model of the components selected by ``mask`` (..., K) -> (..., B, H, W)."""
+    def _fit_view(self) -> tuple[Placement, FitData]:
+        """The result as the fit sees a blend, on the unpadded image: its placement and data
+        (the FFT grid of :func:`~scarlet_jax.fft.fft_shape_for` for this image)."""
         obs = self.observation
-        n_bands, height, width = obs.shape
-        box = self.morphs.shape[-1]
-        margin = box // 2
+        _, height, width = obs.shape
+        k = self.n_components
         fft_shape = fft_shape_for((height, width), obs.diff_kernel.shape[-2:])
-        kfft = kernel_to_fft(obs.diff_kernel, fft_shape)
-        boxes = jnp.asarray(self.spectra)[:, :, None, None] * jnp.asarray(self.morphs)[:, None]
-        origins = jnp.asarray(self.origins)
+        support = jnp.asarray(self.support, jnp.float32)
+        placement = Placement(
+            origins=jnp.asarray(self.origins, jnp.int32),
+            bounds=support,
+            support=support,
+            active=jnp.ones((k,), bool),
+            source=jnp.asarray(self.component_source, jnp.int32),
+            peaks=jnp.asarray(self.peaks, jnp.int32),
+            symmetric=jnp.zeros((k,), bool),
+        )
+        data = FitData(
+            images=jnp.asarray(obs.images, jnp.float32),
+            weights=jnp.asarray(obs.weights, jnp.float32),
+            kernel_fft=kernel_to_fft(obs.diff_kernel, fft_shape),
+            noise_rms=jnp.asarray(obs.noise_rms, jnp.float32),
+            fft_shape=fft_shape,
+            margin=self.morphs.shape[-1] // 2,
+        )
+        return placement, data
+
+    def _models(self, mask: np.ndarray) -> jax.Array:
+        """Convolved model (:func:`~scarlet_jax.likelihood.render`) of the components selected
+        by ``mask`` (K,) -> (B, H, W), or (N, K) -> (N, B, H, W)."""
+        placement, data = self._fit_view()
+        spectra, morphs = jnp.asarray(self.spectra), jnp.asarray(self.morphs)
 
         def one(m):
-            model = insert(boxes * m[:, None, None, None], origins, (height, width), margin)
-            return convolve(model, kfft, fft_shape)
+            return render(Components(spectra=spectra * m[:, None], morphs=morphs), placement, data)
 
         mask = jnp.asarray(mask, jnp.float32)
         return one(mask) if mask.ndim == 1 else jax.lax.map(one, mask)
@@ -136,7 +157,7 @@ class DeblendResult:
     @property
     def model(self) -> np.ndarray:
         """(B, H, W) float32 convolved model in the observed frame."""
-        return np.asarray(self._render(np.ones(self.n_components)))
+        return np.asarray(self._models(np.ones(self.n_components)))
 
     @property
     def residual(self) -> np.ndarray:
@@ -148,7 +169,7 @@ class DeblendResult:
         difference kernel) by default, else in the model frame."""
         select = (self.component_source[None, :] == np.arange(self.n_sources)[:, None])
         if convolved:
-            return np.asarray(self._render(select.astype(np.float32)))
+            return np.asarray(self._models(select.astype(np.float32)))
         n_bands, height, width = self.observation.shape
         out = np.zeros((self.n_sources, n_bands, height, width), np.float32)
         boxes = self.spectra[:, :, None, None] * self.morphs[:, None]

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 import scarlet_jax as sj
 from scarlet_jax.batch import deblend_batch
-from scarlet_jax.deblend import validate_centers
+from scarlet_jax.centers import validate_centers
 from scarlet_jax.detect import detect
 from scarlet_jax.errors import BadInputError, InputWarning
 from scarlet_jax.observation import (

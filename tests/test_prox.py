@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scarlet_jax import prox
+from scarlet_jax import monotonicity, prox
 
 OPERATORS = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "operators.npz"
 WRAPS = [pytest.param(lambda f: f, id="eager"), pytest.param(jax.jit, id="jit")]
@@ -37,7 +37,7 @@ def oracle_monotonicity(image, peak, acc=np.float32):
     h, w = image.shape
     yy, xx = np.mgrid[:h, :w]
     dy, dx = yy - peak[0], xx - peak[1]
-    weights = prox.monotonicity_weights(dy, dx).astype(acc)  # (9, h, w)
+    weights = monotonicity.monotonicity_weights(dy, dx).astype(acc)  # (9, h, w)
     x = np.pad(image.astype(acc), 1)
     for flat in np.argsort(dy**2 + dx**2, axis=None, kind="stable"):
         y, xp = divmod(int(flat), w)
@@ -77,7 +77,7 @@ def monotone_violation(out, peak):
     """max over pixels of out_p - sum_k w_k out_{p+k} (off-image reads 0); <= 0 if monotone."""
     h, w = out.shape
     yy, xx = np.mgrid[:h, :w]
-    weights = prox.monotonicity_weights(yy - peak[0], xx - peak[1])
+    weights = monotonicity.monotonicity_weights(yy - peak[0], xx - peak[1])
     padded = np.pad(np.asarray(out, np.float64), 1)
     total = sum(weights[k] * padded[k // 3 : k // 3 + h, k % 3 : k % 3 + w] for k in range(9))
     gap = np.asarray(out, np.float64) - total
@@ -119,7 +119,7 @@ def test_reference_count(operators):
 
 @pytest.mark.parametrize("wrap", WRAPS)
 def test_monotonicity_reference(operators, wrap):
-    mono = wrap(lambda x, c: prox.monotonicity(x, c, return_peak=True))
+    mono = wrap(lambda x, c: monotonicity.monotonicity(x, c, return_peak=True))
     for n, case in enumerate(operators):
         out, peak = mono(case["input"], case["center"])
         assert out.dtype == jnp.float32
@@ -143,7 +143,7 @@ def test_find_peak_reference(operators):
 
 def test_reference_vmapped(operators):
     """A stack of same-shape cases through jax.vmap (the batched custom_vmap path)."""
-    mono = jax.jit(jax.vmap(lambda x, c: prox.monotonicity(x, c, return_peak=True)))
+    mono = jax.jit(jax.vmap(lambda x, c: monotonicity.monotonicity(x, c, return_peak=True)))
     sym = jax.jit(jax.vmap(prox.uncentered_symmetry))
     for shape, cases in by_shape(operators).items():
         images = np.stack([c["input"] for c in cases])
@@ -176,7 +176,7 @@ def test_monotonicity_matches_oracle(seed, shape):
     rng = np.random.default_rng(seed)
     center = (int(rng.integers(shape[0])), int(rng.integers(shape[1])))
     image = galaxy(rng, shape, center, noise=0.3)
-    out, peak = prox.monotonicity(image, center, return_peak=True)
+    out, peak = monotonicity.monotonicity(image, center, return_peak=True)
     assert tuple(np.asarray(peak)) == oracle_peak(image, center)
     np.testing.assert_allclose(out, oracle_monotonicity(image, tuple(np.asarray(peak))), atol=1e-6)
 
@@ -187,7 +187,7 @@ def test_monotonicity_properties(seed):
     shape = (21, 17)
     center = (10 + int(rng.integers(-3, 4)), 8 + int(rng.integers(-3, 4)))
     image = galaxy(rng, shape, center, noise=0.2)
-    mono = jax.jit(lambda x, c: prox.monotonicity(x, c, return_peak=True))
+    mono = jax.jit(lambda x, c: monotonicity.monotonicity(x, c, return_peak=True))
     out, peak = mono(image, center)
     out, peak = np.asarray(out), tuple(np.asarray(peak))
     assert monotone_violation(out, peak) <= 1e-6
@@ -207,14 +207,14 @@ def test_monotonicity_properties(seed):
 def test_make_monotonicity_matches_general(seed, shape):
     """The box-centred factory equals the general operator for peaks near the box centre."""
     rng = np.random.default_rng(seed)
-    mono = prox.make_monotonicity(shape, fit_radius=1, return_peak=True)
+    mono = monotonicity.make_monotonicity(shape, fit_radius=1, return_peak=True)
     box_centre = (shape[0] // 2, shape[1] // 2)
     for offset in [(0, 0), (1, -1), (-1, 0), (1, 1)]:
         peak = (box_centre[0] + offset[0], box_centre[1] + offset[1])
         image = galaxy(rng, shape, peak, noise=0.1)
         image[peak] = image.max() + 0.5  # make the re-found peak the intended one
         out, found = mono(image, np.array(box_centre, np.int32))
-        ref, ref_peak = prox.monotonicity(image, box_centre, return_peak=True)
+        ref, ref_peak = monotonicity.monotonicity(image, box_centre, return_peak=True)
         np.testing.assert_array_equal(found, peak)
         np.testing.assert_array_equal(ref_peak, peak)
         np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
@@ -224,7 +224,7 @@ def test_make_monotonicity_vmap_variants():
     """vmap over components, over (blends, components), with an unbatched centre, and jit."""
     rng = np.random.default_rng(7)
     shape = (15, 15)
-    mono = prox.make_monotonicity(shape)
+    mono = monotonicity.make_monotonicity(shape)
     images = np.stack(
         [galaxy(rng, shape, (7 + rng.integers(-1, 2), 7 + rng.integers(-1, 2))) for _ in range(6)]
     ).reshape(2, 3, *shape)
@@ -250,7 +250,7 @@ def test_make_monotonicity_clips_far_peaks():
     rng = np.random.default_rng(3)
     shape = (15, 15)
     image = galaxy(rng, shape, (3, 12))
-    mono = prox.make_monotonicity(shape, fit_radius=1, return_peak=True)
+    mono = monotonicity.make_monotonicity(shape, fit_radius=1, return_peak=True)
     out, peak = mono(image, np.array([3, 12], np.int32))
     np.testing.assert_array_equal(peak, [6, 8])
     np.testing.assert_allclose(out, oracle_monotonicity(image, (6, 8)), atol=1e-6)
@@ -262,7 +262,7 @@ def test_monotonicity_no_retrace_for_new_centres():
     @jax.jit
     def run(x, c):
         traces.append(1)
-        return prox.monotonicity(x, c)
+        return monotonicity.monotonicity(x, c)
 
     image = galaxy(np.random.default_rng(0), (12, 12), (5, 5))
     for c in [(5, 5), (2, 9), (11, 0)]:
@@ -273,7 +273,7 @@ def test_monotonicity_no_retrace_for_new_centres():
 def test_monotonicity_dtypes(x64):
     rng = np.random.default_rng(5)
     image = galaxy(rng, (11, 13), (4, 7)).astype(np.float64)
-    out, peak = prox.monotonicity(image, (4, 7), return_peak=True)
+    out, peak = monotonicity.monotonicity(image, (4, 7), return_peak=True)
     assert out.dtype == jnp.float64
     np.testing.assert_allclose(
         out, oracle_monotonicity(image, tuple(np.asarray(peak)), acc=np.float64), rtol=0, atol=1e-12
@@ -283,7 +283,7 @@ def test_monotonicity_dtypes(x64):
 def test_monotonicity_integer_input():
     image = np.zeros((7, 7), np.int32)
     image[3, 3], image[0, 0] = 5, 9
-    out = prox.monotonicity(image, (3, 3))
+    out = monotonicity.monotonicity(image, (3, 3))
     assert out.dtype == jnp.float32
     assert out[0, 0] <= 5 and out[3, 3] == 5
 
@@ -293,11 +293,11 @@ def test_monotonicity_tiny_shapes(shape):
     rng = np.random.default_rng(shape[0] * 10 + shape[1])
     image = rng.normal(size=shape).astype(np.float32)
     for center in [(0, 0), (shape[0] - 1, shape[1] - 1)]:
-        out, peak = prox.monotonicity(image, center, return_peak=True)
+        out, peak = monotonicity.monotonicity(image, center, return_peak=True)
         peak = tuple(int(p) for p in np.asarray(peak))
         assert peak == oracle_peak(image, center)
         np.testing.assert_allclose(out, oracle_monotonicity(image, peak), atol=1e-6)
-    box = prox.make_monotonicity(shape)(image, np.array([shape[0] // 2, shape[1] // 2]))
+    box = monotonicity.make_monotonicity(shape)(image, np.array([shape[0] // 2, shape[1] // 2]))
     assert box.shape == shape
 
 
@@ -307,13 +307,14 @@ def test_monotonicity_tiny_shapes(shape):
 def test_monotonicity_schedule_tables(shape, margin):
     """Every grid pixel has one state row, reads only rows written before its step, and reads
     exactly its in-grid neighbours with lite's nonzero weights."""
-    t = prox._mono_tables(shape, margin)
+    t = monotonicity._mono_tables(shape, margin)
     gh, gw = t.grid_shape
     n_steps, capacity, _ = t.reads.shape
     assert sorted(set(t.row_of.tolist())) == sorted(t.row_of.tolist())  # one row each
     assert np.all(t.source[t.row_of] == np.arange(gh * gw) + 1)  # rows hold their pixels
     gcy, gcx = shape[0] // 2 + margin[0], shape[1] // 2 + margin[1]
-    weights = prox.monotonicity_weights(*(np.mgrid[:gh, :gw] - np.array([gcy, gcx])[:, None, None]))
+    offsets = np.mgrid[:gh, :gw] - np.array([gcy, gcx])[:, None, None]
+    weights = monotonicity.monotonicity_weights(*offsets)
     for s in range(n_steps):
         first = 2 + s * capacity
         assert np.all(t.reads[s] < first)  # only earlier steps, the peak or the zero row
@@ -334,11 +335,11 @@ def test_monotonicity_schedule_tables(shape, margin):
 
 def test_make_monotonicity_rejects_bad_input():
     with pytest.raises(ValueError, match="box_shape"):
-        prox.make_monotonicity((0, 5))
+        monotonicity.make_monotonicity((0, 5))
     with pytest.raises(ValueError, match="fit_radius"):
-        prox.make_monotonicity((5, 5), fit_radius=-1)
+        monotonicity.make_monotonicity((5, 5), fit_radius=-1)
     with pytest.raises(ValueError, match="does not match"):
-        prox.make_monotonicity((5, 5))(np.zeros((7, 7), np.float32), np.array([3, 3]))
+        monotonicity.make_monotonicity((5, 5))(np.zeros((7, 7), np.float32), np.array([3, 3]))
 
 
 @settings(max_examples=15, deadline=None)
@@ -351,7 +352,7 @@ def test_monotonicity_hypothesis(shape, seed, data):
     rng = np.random.default_rng(seed)
     center = (data.draw(st.integers(0, shape[0] - 1)), data.draw(st.integers(0, shape[1] - 1)))
     image = (rng.normal(size=shape) + 0.5).astype(np.float32)
-    out, peak = prox.monotonicity(image, center, return_peak=True)
+    out, peak = monotonicity.monotonicity(image, center, return_peak=True)
     peak = tuple(int(p) for p in np.asarray(peak))
     assert peak == oracle_peak(image, center)
     np.testing.assert_allclose(out, oracle_monotonicity(image, peak), rtol=0, atol=1e-6)

@@ -15,10 +15,9 @@ import pytest
 
 import scarlet_jax as sj
 from scarlet_jax.batch import deblend_batch
-from scarlet_jax.deblend import validate_centers
+from scarlet_jax.centers import round_centers, validate_centers
 from scarlet_jax.detect import detect
 from scarlet_jax.errors import BadFileError, BadInputError, InputWarning
-from scarlet_jax.initialization import round_centers
 from scarlet_jax.observation import make_observation
 from scarlet_jax.options import MAX_ITER_LIMIT, resolve_options
 
