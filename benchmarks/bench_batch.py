@@ -83,7 +83,7 @@ def time_batch(args_, opts, repeats):
         t0 = time.perf_counter()
         jax.block_until_ready(fit_batch(data, placement, comps, opts.params, opts.config))
         best = min(best, time.perf_counter() - t0)
-    assert int(out.it.min()) == opts.config.max_iter
+    assert int(out[0].it.min()) == opts.config.max_iter
     return best
 
 
@@ -93,7 +93,7 @@ def nbytes(tree) -> int:
 
 def step_memory(p, opts, gradient_fn):
     optimizer = make_optimizer(opts.config, p.data, opts.params)
-    state = init_fit_state(p.components, p.placement, optimizer, opts.config.max_iter)
+    state = init_fit_state(p.components, p.placement, optimizer, opts.config)
     step = make_step(p.data, p.placement, opts.params, opts.config, gradient_fn=gradient_fn)
     mem = jax.jit(step).lower(state).compile().memory_analysis()
     payload = nbytes(p.data) + nbytes(p.placement) + nbytes(state.components) + nbytes(

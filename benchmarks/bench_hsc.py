@@ -23,7 +23,7 @@ from scarlet_jax.pipeline import prepare_blend
 
 def run(opts, packed, repeats):
     t0 = time.perf_counter()
-    state = jax.block_until_ready(fit(packed.data, packed.placement, packed.components,
+    state, _ = jax.block_until_ready(fit(packed.data, packed.placement, packed.components,
                                       opts.params, opts.config))
     first = time.perf_counter() - t0
     best = float("inf")

@@ -2,9 +2,16 @@
 ``lax.scan`` over blocks of iterations inside a ``lax.while_loop``.
 
 ``FitConfig`` is static (it changes shapes or control flow: part of the compile key);
-``FitParams`` are traced scalars (sweeping them does not recompile); ``FitState`` is the
-loop carry. A blend that has converged, diverged or hit ``max_iter`` is frozen: its later
-steps change nothing, so the same code serves a ``vmap`` over blends with per-blend stops.
+``FitParams`` are traced scalars (sweeping them does not recompile). As in blackjax, the
+step returns ``(state, info)``: ``FitState`` is the loop carry and holds only what the next
+step needs; ``FitInfo`` is the per-step output of the scan (the loss), never carried. The
+loss history is the stream of ``FitInfo`` rows: :func:`fit` gathers it into a (max_iter,)
+array beside the loop, the lane scheduler on the host. A blend that has converged, diverged
+or hit ``max_iter`` is frozen: its later steps change nothing (and their info rows say they
+did not run), so the same code serves a ``vmap`` over blends with per-blend stops.
+
+Box resizing and the host-side growth of a state are in :mod:`scarlet_jax.growth`, the
+optimisers' step sizes in :mod:`scarlet_jax.step_sizes`.
 """
 
 from __future__ import annotations
@@ -13,27 +20,29 @@ import dataclasses
 import functools
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import stopping
 from .components import Components, FitData, Placement
-from .constraints import ConstraintConfig, ConstraintParams, make_prox, significant
+from .constraints import ConstraintConfig, ConstraintParams, make_prox
+from .growth import resize_support
 from .likelihood import loss_and_grads
-from .optim import ProxAdamState, fista, proximal_adam
+from .optim import fista, proximal_adam
+from .step_sizes import adaprox_steps, fista_steps
 
 __all__ = [
     "OPTIMIZERS",
     "FitConfig",
     "FitParams",
     "FitState",
+    "FitInfo",
+    "make_optimizer",
     "init_fit_state",
     "make_step",
     "fit",
     "fit_unjitted",
-    "resize_support",
-    "grow_state",
     "init_state",
     "resume_state",
     "run_block",
@@ -114,14 +123,15 @@ class FitParams(NamedTuple):
 
 
 class FitState(NamedTuple):
-    """The loop carry of one blend.
+    """The loop carry of one blend: what the next step needs, nothing more.
 
     Attributes:
       components: current parameters.
       support: (K, h, w) float32 current box of each component inside its slot.
       opt_state: optimiser state.
-      loss: () float32 loss of the last evaluated iteration (inf before the first).
-      loss0: () float32 loss at the first iteration.
+      loss0: () float32 loss at the first iteration (the divergence test's scale).
+      recent: (W,) float32 losses of the last ``W = stop_window`` iterations, oldest first
+        (NaN before the fit has run that many; the stopping rule's window).
       it: () int32 iterations done.
       done: () bool, converged, diverged or at ``max_iter``.
       converged: () bool.
@@ -129,54 +139,37 @@ class FitState(NamedTuple):
         loss blew up.
       needs_room: () bool: a resized box reached the edge of its slot box inside the image;
         the loop stops so the host can re-bucket to a larger box and continue
-        (:func:`grow_state`).
-      history: (max_iter,) float32 loss per iteration, NaN after the stop.
+        (:func:`~scarlet_jax.growth.grow_state`).
       best_components, best_support, best_loss: the evaluated state with the lowest finite
-        loss so far; :func:`fit_unjitted` returns it when the final state is worse.
+        loss so far; :func:`finish_state` returns it when the final state is worse (so
+        they are state: the fit's answer depends on them).
     """
 
     components: Components
     support: jax.Array
     opt_state: Any
-    loss: jax.Array
     loss0: jax.Array
+    recent: jax.Array
     it: jax.Array
     done: jax.Array
     converged: jax.Array
     diverged: jax.Array
     needs_room: jax.Array
-    history: jax.Array
     best_components: Components
     best_support: jax.Array
     best_loss: jax.Array
 
 
-def _adaprox_steps(data: FitData, params: FitParams):
-    def step_fn(c: Components) -> Components:
-        rel = params.spectrum_step_rel * jnp.mean(c.spectra, axis=1, keepdims=True)
-        spec = jnp.maximum(data.noise_rms[None, :] * params.spectrum_step_noise, rel)
-        return Components(spectra=spec, morphs=params.morph_step)
+class FitInfo(NamedTuple):
+    """What one step reports (the scan's output; never carried).
 
-    return step_fn
+    Attributes:
+      loss: () float32 loss of the state the step started from (NaN when not finite).
+      ran: () bool, the step ran (False once the blend is done: its row is padding).
+    """
 
-
-def fista_steps(data: FitData, params: FitParams):
-    """Steps below the inverse Lipschitz constant of each block, including the weights
-    (scarlet lite's FISTA ignores them and diverges with inverse-variance weights)."""
-    # (B,) largest weight times the squared operator norm of the band's convolution (the
-    # largest |FFT| of its difference kernel, > 1 when the PSF is narrower than the model's)
-    knorm2 = jnp.max(jnp.abs(data.kernel_fft) ** 2, axis=(-2, -1))
-    wmax = jnp.max(data.weights, axis=(-2, -1)) * knorm2
-    tiny = jnp.float32(1e-30)
-
-    def step_fn(c: Components) -> Components:
-        morph_norm = jnp.sum(c.morphs**2, axis=(1, 2))  # (K,)
-        spec = 0.5 / (wmax[None, :] * morph_norm[:, None] + tiny)
-        lip_morph = jnp.sum(wmax[None, :] * c.spectra**2, axis=1)  # (K,)
-        morph = 0.5 / (lip_morph + tiny)
-        return Components(spectra=spec, morphs=morph[:, None, None])
-
-    return step_fn
+    loss: jax.Array
+    ran: jax.Array
 
 
 def make_optimizer(config: FitConfig, data: FitData, params: FitParams):
@@ -184,57 +177,23 @@ def make_optimizer(config: FitConfig, data: FitData, params: FitParams):
     with scarlet lite's step sizes (built once per fit)."""
     if config.optimizer == "fista":
         return fista(fista_steps(data, params))
-    return proximal_adam(_adaprox_steps(data, params))
+    return proximal_adam(adaprox_steps(data, params))
 
 
-def resize_support(components, placement: Placement, support, noise_rms, bg_thresh, grow):
-    """New (K, h, w) support: bounding box of the significant pixels grown by ``grow``,
-    clipped to the image; unchanged for a component without significant pixels. The box
-    centre (the peak) always stays inside.
-
-    Returns:
-      ``(support, overflow)``: the new support and a (K,) bool that is True where the grown
-      box would reach past the slot box at an edge that lies inside the image (the
-      component needs a larger slot).
-    """
-    k, h, w = support.shape
-    sig = significant(components.spectra, components.morphs, noise_rms, bg_thresh)
-    sig = sig & (placement.bounds > 0)
-    rows, cols = jnp.any(sig, axis=2), jnp.any(sig, axis=1)  # (K, h), (K, w)
-    inside = placement.bounds > 0
-
-    def span(mask, n, c, first_inside, last_inside):
-        lo = jnp.minimum(jnp.argmax(mask, axis=1), c) - grow
-        hi = jnp.maximum(n - 1 - jnp.argmax(mask[:, ::-1], axis=1), c) + grow
-        idx = jnp.arange(n)[None, :]
-        over = ((lo < 0) & first_inside) | ((hi > n - 1) & last_inside)
-        return (idx >= lo[:, None]) & (idx <= hi[:, None]), over
-
-    span_y, over_y = span(rows, h, h // 2, jnp.any(inside[:, 0, :], axis=1),
-                          jnp.any(inside[:, -1, :], axis=1))
-    span_x, over_x = span(cols, w, w // 2, jnp.any(inside[:, :, 0], axis=1),
-                          jnp.any(inside[:, :, -1], axis=1))
-    box = span_y[:, :, None] & span_x[:, None, :]
-    new = box.astype(support.dtype) * placement.bounds
-    has = jnp.any(rows, axis=1)
-    overflow = has & placement.active & (over_y | over_x)
-    return jnp.where(has[:, None, None], new, support), overflow
-
-
-def init_fit_state(components, placement: Placement, optimizer, max_iter: int) -> FitState:
+def init_fit_state(components, placement: Placement, optimizer, config: FitConfig) -> FitState:
+    """The state before the first step (``optimizer`` from :func:`make_optimizer`)."""
     f32 = jnp.float32
     return FitState(
         components=components,
         support=placement.support.astype(f32),
         opt_state=optimizer.init(components),
-        loss=jnp.array(jnp.inf, f32),
         loss0=jnp.array(jnp.inf, f32),
+        recent=jnp.full((stopping.window_size(config.stop_window),), jnp.nan, f32),
         it=jnp.zeros((), jnp.int32),
-        done=jnp.array(max_iter == 0),
+        done=jnp.array(config.max_iter == 0),
         converged=jnp.zeros((), bool),
         diverged=jnp.zeros((), bool),
         needs_room=jnp.zeros((), bool),
-        history=jnp.full((max_iter,), jnp.nan, f32),
         best_components=components,
         best_support=placement.support.astype(f32),
         best_loss=jnp.array(jnp.inf, f32),
@@ -254,7 +213,7 @@ def make_step(
     gradient_fn=loss_and_grads,
     optimizer=None,
 ):
-    """Return ``step(state) -> state``: one iteration of the fit of one blend.
+    """Return ``step(state) -> (state, info)``: one iteration of the fit of one blend.
 
     ``gradient_fn(components, placement, data) -> (loss, grads)`` defaults to the
     hand-written :func:`~scarlet_jax.likelihood.loss_and_grads`; benchmarks swap in an
@@ -267,7 +226,7 @@ def make_step(
     prox_fn = make_prox(config.constraints, box_shape)
     n_pix = jnp.sum(data.weights > 0).astype(jnp.float32)
 
-    def step(state: FitState) -> FitState:
+    def step(state: FitState) -> tuple[FitState, FitInfo]:
         current = placement.replace(support=state.support)
         loss, grads = gradient_fn(state.components, current, data)
 
@@ -297,8 +256,10 @@ def make_step(
                 needs_room = overflow
 
         loss0 = jnp.where(state.it == 0, loss, state.loss0)
-        converged = stopping.converged(state.history, state.it, loss, params.e_rel,
+        converged = stopping.converged(state.recent, state.it, loss, params.e_rel,
                                        config.min_iter, config.stop_window)
+        recorded = jnp.where(jnp.isfinite(loss), loss, jnp.nan)  # what the history shows
+        recent = stopping.record(state.recent, recorded)
         finite = jnp.isfinite(loss) & _all_finite(components) & _all_finite(opt_state)
         blew_up = loss > params.divergence_factor * (loss0 + n_pix)
         it = state.it + 1
@@ -314,25 +275,24 @@ def make_step(
             components=components,
             support=support,
             opt_state=opt_state,
-            loss=loss,
             loss0=loss0,
+            recent=recent,
             it=it,
             done=converged | (it >= config.max_iter) | blew_up | needs_room,
             converged=converged,
             diverged=blew_up,
             needs_room=needs_room & ~converged & (it < config.max_iter) & ~blew_up,
-            history=state.history.at[state.it].set(loss),
             **best,
         )
+        chex.assert_trees_all_equal_shapes_and_dtypes(new, state)  # a valid scan carry
         # a step that went non-finite: keep the last finite state, flag it, stop
         reverted = state._replace(
-            done=jnp.array(True), diverged=jnp.array(True), it=it,
-            history=state.history.at[state.it].set(jnp.where(jnp.isfinite(loss), loss, jnp.nan)),
-            **best,
+            done=jnp.array(True), diverged=jnp.array(True), it=it, recent=recent, **best,
         )
         new = jax.tree.map(lambda good, bad: jnp.where(finite, good, bad), new, reverted)
         # a blend that is already done does not move
-        return jax.tree.map(lambda old, upd: jnp.where(state.done, old, upd), state, new)
+        new = jax.tree.map(lambda old, upd: jnp.where(state.done, old, upd), state, new)
+        return new, FitInfo(loss=recorded, ran=~state.done)
 
     return step
 
@@ -344,68 +304,52 @@ def fit_unjitted(
     params: FitParams,
     config: FitConfig,
     state: FitState | None = None,
-) -> FitState:
+) -> tuple[FitState, FitInfo]:
     """Run the fit of one blend to convergence or ``max_iter`` (pure; jit or vmap it).
+
+    Blocks of ``config.block`` steps (a ``lax.scan``) run in a ``lax.while_loop`` until the
+    blend is done; each block's :class:`FitInfo` rows are written into (max_iter,) arrays
+    beside the loop (not in the state).
 
     Args:
       data, placement, components: the packed blend.
       params: traced numbers.
       config: static settings.
-      state: optional state to continue from (e.g. after :func:`grow_state`); its
-        ``components`` are used and ``components`` is ignored.
+      state: optional state to continue from (e.g. after
+        :func:`~scarlet_jax.growth.grow_state`); its ``components`` are used and
+        ``components`` is ignored.
 
     Returns:
-      The final :class:`FitState`; ``needs_room`` set means it stopped early because a box
-      needs a larger slot.
+      ``(state, info)``: the final :class:`FitState` (``needs_room`` set means it stopped
+      early because a box needs a larger slot) and a :class:`FitInfo` of (max_iter,) arrays,
+      row ``t`` for iteration ``t`` counted from ``state.it`` of the input state (NaN loss
+      and ``ran`` False after the stop).
     """
     optimizer = make_optimizer(config, data, params)
     if state is None:
-        state = init_fit_state(components, placement, optimizer, config.max_iter)
+        state = init_fit_state(components, placement, optimizer, config)
     else:
         state = resume_state(state, config)
     step = make_step(data, placement, params, config, optimizer=optimizer)
+    n = config.max_iter
+    info = FitInfo(loss=jnp.full((n,), jnp.nan, jnp.float32), ran=jnp.zeros((n,), bool))
+    start = state.it
 
-    def block(state):
-        return jax.lax.scan(lambda s, _: (step(s), None), state, None, length=config.block)[0]
+    def block(carry):
+        state, info = carry
+        first = state.it - start
+        state, rows = jax.lax.scan(lambda s, _: step(s), state, None, length=config.block)
+        # the rows that ran are a prefix of the block: write them at their iterations
+        at = jnp.where(rows.ran, first + jnp.arange(config.block), n)
+        info = jax.tree.map(lambda all_, new: all_.at[at].set(new, mode="drop"), info, rows)
+        return state, info
 
-    state = jax.lax.while_loop(lambda s: ~s.done, block, state)
-    return finish_state(data, placement, state)
+    state, info = jax.lax.while_loop(lambda c: ~c[0].done, block, (state, info))
+    return finish_state(data, placement, state), info
 
 
 fit = jax.jit(fit_unjitted, static_argnames="config")
 fit.__doc__ = "Jitted :func:`fit_unjitted` (``config`` is static)."
-
-
-def grow_state(state: FitState, pad: int) -> FitState:
-    """Host-side: embed a fit state in slot boxes ``2 * pad`` pixels larger, centred.
-
-    Morphs, supports and the optimiser's per-pixel state are padded; new pixels start as
-    a fresh optimiser would see them (moments 0, ``vhat`` -inf).
-    """
-
-    def grow(x, fill=0.0):
-        x = np.asarray(x)
-        if x.ndim == 3:
-            return np.pad(x, ((0, 0), (pad, pad), (pad, pad)), constant_values=fill)
-        return x
-
-    opt = state.opt_state
-    if isinstance(opt, ProxAdamState):
-        opt = ProxAdamState(
-            count=opt.count,
-            m=jax.tree.map(grow, opt.m),
-            v=jax.tree.map(grow, opt.v),
-            vhat=jax.tree.map(lambda x: grow(x, -np.inf), opt.vhat),
-        )
-    else:
-        opt = jax.tree.map(grow, opt)
-    return state._replace(
-        components=jax.tree.map(grow, state.components),
-        support=grow(state.support),
-        opt_state=opt,
-        best_components=jax.tree.map(grow, state.best_components),
-        best_support=grow(state.best_support),
-    )
 
 
 # ------------------------------------------------------------ pieces for the lane scheduler
@@ -416,7 +360,7 @@ def init_state(data: FitData, placement: Placement, components: Components, para
                config: FitConfig) -> FitState:
     """The initial :class:`FitState` of one packed blend."""
     optimizer = make_optimizer(config, data, params)
-    return init_fit_state(components, placement, optimizer, config.max_iter)
+    return init_fit_state(components, placement, optimizer, config)
 
 
 def resume_state(state: FitState, config: FitConfig) -> FitState:
@@ -426,11 +370,15 @@ def resume_state(state: FitState, config: FitConfig) -> FitState:
 
 
 def run_block(data: FitData, placement: Placement, state: FitState, params: FitParams,
-              config: FitConfig) -> FitState:
+              config: FitConfig) -> tuple[FitState, FitInfo]:
     """``config.block`` iterations of one blend (a ``lax.scan``); a blend that is done does
-    not move. ``vmap`` it over lanes."""
+    not move. ``vmap`` it over lanes.
+
+    Returns:
+      ``(state, info)``: the state after the block and a :class:`FitInfo` of (block,) rows.
+    """
     step = make_step(data, placement, params, config)
-    return jax.lax.scan(lambda s, _: (step(s), None), state, None, length=config.block)[0]
+    return jax.lax.scan(lambda s, _: step(s), state, None, length=config.block)
 
 
 def finish_state(data: FitData, placement: Placement, state: FitState) -> FitState:

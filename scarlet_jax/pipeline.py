@@ -29,7 +29,8 @@ from .centers import validate_centers
 from .components import PackedBlend
 from .detect import detect
 from .errors import BadInputError
-from .fit import FitState, grow_state, resume_state
+from .fit import FitState, resume_state
+from .growth import grow_state
 from .initialization import init_components, wavelet_detection_image
 from .memory import canvas_bytes, check_fits, lane_bytes, memory_limit
 from .observation import Observation, check_observation
@@ -128,12 +129,17 @@ def regrow(observation: Observation, comps, packed: PackedBlend, state: FitState
 
 
 def unpack_result(
-    packed: PackedBlend, state: FitState, observation: Observation, centers, opts: Options
+    packed: PackedBlend, state: FitState, observation: Observation, centers, opts: Options,
+    losses,
 ) -> DeblendResult:
-    """Device fit state of one blend -> host :class:`DeblendResult` (padding removed)."""
+    """Device fit state of one blend -> host :class:`DeblendResult` (padding removed);
+    ``losses`` is the loss of each iteration (the fit's ``FitInfo`` stream)."""
     n = packed.n_components
     state = jax.device_get(state)
     n_iter = int(state.it)
+    losses = np.asarray(losses, np.float32)
+    if losses.shape != (n_iter,):
+        raise RuntimeError(f"{losses.shape[0]} losses recorded for {n_iter} iterations")
     support = np.asarray(state.support[:n]) > 0
     return DeblendResult(
         observation=observation,
@@ -144,7 +150,7 @@ def unpack_result(
         support=support,
         peaks=np.asarray(packed.placement.peaks[:n], np.int32),
         component_source=np.asarray(packed.placement.source[:n], np.int32),
-        loss=np.asarray(state.history[:n_iter], np.float32),
+        loss=losses,
         n_iter=n_iter,
         converged=bool(state.converged),
         diverged=bool(state.diverged),
@@ -197,6 +203,7 @@ class _Job:
     natural: object  # its own BucketKey
     packed: PackedBlend | None = None
     state: FitState | None = None
+    losses: list = dataclasses.field(default_factory=list)  # loss per iteration run so far
 
 
 def _initialise(index: int, item, opts: Options, limit: int) -> _Job:
@@ -367,7 +374,8 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
                                            state, opts)
             inbox.put(("again", job))
             return None
-        res = unpack_result(job.packed, state, job.observation, job.centers, opts)
+        res = unpack_result(job.packed, state, job.observation, job.centers, opts,
+                            job.losses)
         results[job.index] = res
         if progress is not None:
             progress.update(1)

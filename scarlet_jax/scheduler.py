@@ -3,8 +3,9 @@
 A bucket's device state is one pytree ``(data, placement, state)`` whose leaves have a
 leading lane axis ``L``. One jitted program (:func:`advance`) runs ``config.block``
 iterations on every lane (a ``vmap`` over lanes of a ``lax.scan`` of the step). Between
-blocks the host reads the previous block's ``(done, needs_room)`` flags only (the next
-block is already dispatched, so the device does not wait), retires the finished lanes
+blocks the host reads the previous block's ``(done, needs_room)`` flags and its per-step
+:class:`~scarlet_jax.fit.FitInfo` rows (the next block is already dispatched, so the device
+does not wait), appends each lane's losses to its job's ``losses``, retires the finished lanes
 (:func:`read_lane`: one lane's final state, fetched later by a host thread) and writes the
 next blends of the bucket's queue into the free lanes (:func:`write_lane`, donated: one
 lane's slice is updated in place). A lane never sees another blend's values: a write
@@ -33,15 +34,16 @@ def advance(data, placement, state, params: FitParams, config: FitConfig):
     XLA compiles a ``vmap`` over one lane differently, and rounds differently).
 
     Returns:
-      ``(state, flags)``: the new (L, ...) state and (2, L) bool ``[done, needs_room]``.
+      ``(state, flags, info)``: the new (L, ...) state, (2, L) bool ``[done, needs_room]``
+      and the block's :class:`~scarlet_jax.fit.FitInfo` rows, (L, block) arrays.
     """
     if state.done.shape[0] == 1:  # one lane: the blend's own program, no vmap (static)
         one = jax.tree.map(lambda x: x[0], (data, placement, state))
-        new = jax.tree.map(lambda x: x[None], run_block(*one, params, config))
+        new, info = jax.tree.map(lambda x: x[None], run_block(*one, params, config))
     else:
-        new = jax.vmap(lambda d, p, s: run_block(d, p, s, params, config))(
+        new, info = jax.vmap(lambda d, p, s: run_block(d, p, s, params, config))(
             data, placement, state)
-    return new, jax.numpy.stack([new.done, new.needs_room])
+    return new, jax.numpy.stack([new.done, new.needs_room]), info
 
 
 @functools.partial(jax.jit, donate_argnums=(0,))
@@ -67,9 +69,10 @@ class LaneRun:
     """Host bookkeeping of one bucket: its queue of jobs, which job holds each lane, and
     the device lanes.
 
-    A job is any object with ``packed`` (a :class:`~scarlet_jax.components.PackedBlend`) and
+    A job is any object with ``packed`` (a :class:`~scarlet_jax.components.PackedBlend`),
     ``state`` (None for a fresh blend, else a :class:`~scarlet_jax.fit.FitState` to go on
-    from). ``ahead`` blocks are kept in flight before flags are read (1: the host reads
+    from) and ``losses`` (a list; the loss of every iteration the job ran is appended).
+    ``ahead`` blocks are kept in flight before flags are read (1: the host reads
     block t's flags while block t+1 runs).
     """
 
@@ -85,7 +88,7 @@ class LaneRun:
         self.jobs: list = [None] * n_lanes
         self.filled_at = [0] * n_lanes  # block index from which a lane's flags are its job's
         self.lanes = None
-        self.pending: deque = deque()  # (block index, (2, L) flags on device)
+        self.pending: deque = deque()  # (block index, (2, L) flags, FitInfo) on device
         self.blocks = 0
         self.busy_lane_blocks = 0
 
@@ -132,9 +135,9 @@ class LaneRun:
     def dispatch(self) -> None:
         """Run one block on every lane (asynchronously)."""
         data, placement, state = self.lanes
-        state, flags = advance(data, placement, state, self.params, self.config)
+        state, flags, info = advance(data, placement, state, self.params, self.config)
         self.lanes = (data, placement, state)
-        self.pending.append((self.blocks, flags))
+        self.pending.append((self.blocks, flags, info))
         self.blocks += 1
         self.busy_lane_blocks += sum(j is not None for j in self.jobs)
 
@@ -144,10 +147,12 @@ class LaneRun:
         lane's final state on the device (not fetched)."""
         out = []
         while self.pending and (final or len(self.pending) > self.ahead):
-            block, flags = self.pending.popleft()
-            flags = np.asarray(jax.device_get(flags))
+            block, flags, info = jax.device_get(self.pending.popleft())
             for i, job in enumerate(self.jobs):
-                if job is not None and block >= self.filled_at[i] and flags[0, i]:
+                if job is None or block < self.filled_at[i]:
+                    continue  # a free lane, or a block of the lane's previous job
+                job.losses.extend(np.asarray(info.loss[i][info.ran[i]], np.float32).tolist())
+                if flags[0, i]:
                     out.append((job, bool(flags[1, i]), read_lane(self.lanes, np.int32(i))))
                     self.jobs[i] = None
         return out

@@ -15,16 +15,27 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-__all__ = ["converged"]
+__all__ = ["converged", "record", "window_size"]
 
 
-def converged(history, it, loss, e_rel, min_iter: int, window: int = 1):
+def window_size(window: int) -> int:
+    """Length ``W`` of the window of recent losses the rule needs (at least 1)."""
+    return max(int(window), 1)
+
+
+def record(recent, loss):
+    """The window after iteration ``loss``: (W,) losses, oldest first, ``loss`` last."""
+    return jnp.concatenate([recent[1:], jnp.reshape(loss, (1,)).astype(recent.dtype)])
+
+
+def converged(recent, it, loss, e_rel, min_iter: int, window: int = 1):
     """Whether a fit has converged at iteration ``it``.
 
     Args:
-      history: (max_iter,) float32 loss per iteration; entries ``[0, it)`` are filled.
+      recent: (W,) float32 losses of iterations ``it - W ... it - 1``, oldest first (the
+        fit state's window, kept by :func:`record`; entries before iteration 0 are unused).
       it: () int32 index of the current iteration (``loss`` is its loss, not yet in
-        ``history``).
+        ``recent``).
       loss: () float32 loss of iteration ``it``.
       e_rel: () float32 relative tolerance per iteration.
       min_iter: static; no stop before this iteration.
@@ -34,8 +45,9 @@ def converged(history, it, loss, e_rel, min_iter: int, window: int = 1):
     Returns:
       () bool: ``it >= max(min_iter, W)`` and ``|loss - L_{it-W}| < W e_rel |loss|``.
     """
-    window = max(int(window), 1)
-    back = it - window
-    before = jnp.where(back >= 0, history[jnp.maximum(back, 0)], jnp.inf)
+    window = window_size(window)
+    if recent.shape != (window,):
+        raise ValueError(f"recent: expected shape ({window},), got {recent.shape}")
+    before = jnp.where(it - window >= 0, recent[0], jnp.inf)
     change = jnp.abs(loss - before) < window * e_rel * jnp.abs(loss)
     return (it >= max(int(min_iter), window)) & change

@@ -2,13 +2,14 @@
 
 import logging
 
+import chex
 import jax
 import numpy as np
 import pytest
 
 from scarlet_jax.components import InitComponent
 from scarlet_jax.constraints import ConstraintConfig
-from scarlet_jax.fit import FitConfig, FitParams, fit
+from scarlet_jax.fit import FitConfig, FitParams, fit, init_state, run_block
 from scarlet_jax.likelihood import loss_and_grads
 from scarlet_jax.packing import pack_blend
 
@@ -44,12 +45,12 @@ def test_packing_keeps_the_reference_model(packed, reference_fit):
 
 
 def test_fit_decreases_the_loss_and_converges(packed):
-    state = run(packed)
-    hist = np.asarray(state.history)[: int(state.it)]
+    state, info = run(packed)
+    hist = np.asarray(info.loss)[: int(state.it)]
     assert hist[-1] < 0.2 * hist[0]
     assert bool(state.converged) and not bool(state.diverged)
     assert int(state.it) < CONFIG.max_iter
-    assert np.isnan(np.asarray(state.history)[int(state.it):]).all()
+    assert np.isnan(np.asarray(info.loss)[int(state.it):]).all()
     # constraints hold: morphs non-negative, max 1, zero outside the support
     morphs = np.asarray(state.components.morphs)[: packed.n_components]
     assert morphs.min() >= 0 and np.allclose(morphs.max(axis=(1, 2)), 1.0)
@@ -59,12 +60,12 @@ def test_fit_decreases_the_loss_and_converges(packed):
 
 
 def test_max_iter_stops_the_fit(packed):
-    state = run(packed, FitConfig(max_iter=7, min_iter=7, constraints=CONFIG.constraints))
+    state, info = run(packed, FitConfig(max_iter=7, min_iter=7, constraints=CONFIG.constraints))
     assert int(state.it) == 7 and not bool(state.converged)
 
 
 def test_resize_shrinks_and_grows_supports(packed):
-    state = run(packed, bg_thresh=1.0)
+    state, info = run(packed, bg_thresh=1.0)
     before = np.asarray(packed.placement.support).sum(axis=(1, 2))
     after = np.asarray(state.support).sum(axis=(1, 2))
     assert (after != before)[: packed.n_components].any()
@@ -87,7 +88,7 @@ def test_non_finite_loss_reverts_and_flags(packed):
         images=packed.data.images * 1e25, weights=packed.data.weights,
         kernel_fft=packed.data.kernel_fft, noise_rms=packed.data.noise_rms,
         fft_shape=packed.data.fft_shape, margin=packed.data.margin))
-    state = run(huge)
+    state, info = run(huge)
     assert bool(state.diverged) and not bool(state.converged)
     assert np.isfinite(np.asarray(state.components.morphs)).all()
     np.testing.assert_array_equal(np.asarray(state.components.morphs),
@@ -95,15 +96,46 @@ def test_non_finite_loss_reverts_and_flags(packed):
 
 
 def test_fista_runs_stably(packed):
-    state = run(packed, FitConfig(max_iter=30, optimizer="fista", resize=0,
+    state, info = run(packed, FitConfig(max_iter=30, optimizer="fista", resize=0,
                                   constraints=CONFIG.constraints))
-    hist = np.asarray(state.history)[: int(state.it)]
+    hist = np.asarray(info.loss)[: int(state.it)]
     assert np.isfinite(hist).all() and not bool(state.diverged)
     assert hist[-1] < hist[0]
 
 
 def test_loss_history_matches_loss(packed):
-    state = run(packed, FitConfig(max_iter=3, min_iter=3, resize=0,
+    state, info = run(packed, FitConfig(max_iter=3, min_iter=3, resize=0,
                                   constraints=CONFIG.constraints))
     loss0, _ = loss_and_grads(packed.components, packed.placement, packed.data)
-    assert float(state.history[0]) == pytest.approx(float(loss0), rel=1e-6)
+    assert float(info.loss[0]) == pytest.approx(float(loss0), rel=1e-6)
+
+
+def test_state_is_the_carry_and_info_the_stream(packed):
+    """blackjax's split: the carried state has the same leaves whatever ``max_iter`` (no
+    history in it), a block keeps its shapes and dtypes (a valid scan carry), and the loss of
+    each step comes out as a (block,) info row."""
+    params = FitParams.make(bg_thresh=1.0)
+    short, long = (FitConfig(max_iter=n, block=4, constraints=CONFIG.constraints)
+                   for n in (8, 300))
+    start = init_state(packed.data, packed.placement, packed.components, params, short)
+    chex.assert_trees_all_equal_shapes_and_dtypes(
+        start, init_state(packed.data, packed.placement, packed.components, params, long))
+    state, info = run_block(packed.data, packed.placement, start, params, short)
+    chex.assert_trees_all_equal_shapes_and_dtypes(state, start)
+    assert info.loss.shape == (4,) and bool(info.ran.all()) and int(state.it) == 4
+    loss0, _ = loss_and_grads(packed.components, packed.placement, packed.data)
+    assert float(info.loss[0]) == pytest.approx(float(loss0), rel=1e-6)
+    np.testing.assert_array_equal(np.asarray(state.recent), np.asarray(info.loss[-1:]))
+
+
+def test_sweeping_traced_numbers_traces_the_block_once(packed):
+    """``chex.assert_max_traces``: new values of the traced numbers reuse the program."""
+    config = FitConfig(max_iter=8, block=4, constraints=CONFIG.constraints)
+    chex.clear_trace_counter()
+    block = jax.jit(chex.assert_max_traces(run_block, n=1), static_argnames="config")
+    state = init_state(packed.data, packed.placement, packed.components, FitParams.make(),
+                       config)
+    for e_rel, bg_thresh in [(1e-3, 1.0), (1e-4, 0.5)]:
+        params = FitParams.make(e_rel=e_rel, bg_thresh=bg_thresh)
+        state, info = block(packed.data, packed.placement, state, params, config)
+    assert int(state.it) == 8

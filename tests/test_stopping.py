@@ -9,19 +9,18 @@ import pytest
 
 import scarlet_jax as sj
 from scarlet_jax.options import resolve_options
-from scarlet_jax.stopping import converged
+from scarlet_jax.stopping import converged, record, window_size
 
 
 def _first_stop(losses, e_rel, min_iter, window):
     """Iteration at which the rule first fires on a loss sequence (None: never)."""
-    n = len(losses)
-    history = jnp.full((n,), jnp.nan, jnp.float32)
+    recent = jnp.full((window_size(window),), jnp.nan, jnp.float32)  # the fit's window
     rule = jax.jit(converged, static_argnames=("min_iter", "window"))
     for it, loss in enumerate(losses):
-        if rule(history, jnp.int32(it), jnp.float32(loss), jnp.float32(e_rel),
+        if rule(recent, jnp.int32(it), jnp.float32(loss), jnp.float32(e_rel),
                 min_iter=min_iter, window=window):
             return it
-        history = history.at[it].set(loss)
+        recent = record(recent, jnp.float32(loss))
     return None
 
 
