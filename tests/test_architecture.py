@@ -22,22 +22,24 @@ FLOORS = [
     {"_version", "errors", "buckets", "cache", "components", "fft", "render", "prox", "optim",
      "stopping", "starlet", "measure"},
     # 1: built on one of those
-    {"psf", "centers", "memory", "monotonicity", "likelihood"},
+    {"psf", "centers", "memory", "monotonicity", "likelihood", "step_sizes"},
     # 2: the observation, the constraint chain, the bucket planner
     {"observation", "constraints", "plan"},
-    # 3: per-blend host steps and the fit
-    {"detect", "inputs", "packing", "result", "fit", "datasets.synthetic"},
-    # 4: initialisation, files, lanes, options, tables
-    {"initialization", "io", "scheduler", "options", "tables", "datasets"},
-    # 5: pictures and the host pipeline
-    {"display", "pipeline"},
-    # 6: the entry points
+    # 3: per-blend host steps, box growth, the result
+    {"detect", "inputs", "packing", "result", "growth", "datasets.synthetic"},
+    # 4: the fit, initialisation, files, tables
+    {"fit", "initialization", "io", "tables", "datasets"},
+    # 5: lanes, options, pictures
+    {"scheduler", "options", "display"},
+    # 6: the host pipeline
+    {"pipeline"},
+    # 7: the entry points
     {"batch", "deblend"},
-    # 7: scale-out
+    # 8: scale-out
     {"distributed"},
-    # 8: the command line
+    # 9: the command line
     {"cli"},
-    # 9: the package's public face
+    # 10: the package's public face
     {""},
 ]
 
