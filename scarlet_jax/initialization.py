@@ -503,8 +503,8 @@ def init_components(
         if (subtract and symmetric_dominated and detect[cy, cx] > 0
                 and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
             dominated.add(source)
-        det = (uncentered_symmetry(remaining, (cy, cx), xp=np) if symmetric_init
-               else remaining)
+        det = (uncentered_symmetry(remaining, (cy, cx), xp=np, centre_quirk=False)
+               if symmetric_init else remaining)
         found = _init_morph(
             det, (cy, cx), threshold=threshold, padding=padding, monotonic=monotonic
         )

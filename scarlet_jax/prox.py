@@ -99,7 +99,8 @@ def find_peak(image, center, fit_radius: int = 1) -> jax.Array:
 # symmetry
 
 
-def uncentered_symmetry(image, center, fill: float | None = 0.0, *, xp=jnp) -> jax.Array:
+def uncentered_symmetry(image, center, fill: float | None = 0.0, *, xp=jnp,
+                        centre_quirk: bool = True) -> jax.Array:
     """``argmin_z ||z - x||^2`` over z symmetric about the peak with ``z <= x`` (and
     ``z = fill`` outside the largest window centred on the peak): scarlet lite's
     ``prox_uncentered_symmetry``, which min-symmetrises each pair of pixels.
@@ -109,7 +110,8 @@ def uncentered_symmetry(image, center, fill: float | None = 0.0, *, xp=jnp) -> j
     becomes ``min(x[y, x], x[h - 1 + dy - y, w - 1 + dx - x])`` and every pixel outside it
     becomes ``fill`` (kept as is when ``fill`` is None). Lite's special case: a peak exactly at
     ``(cy, cx)`` uses ``d = 0`` on both axes (the whole array, ``min(x, flipud(fliplr(x)))``),
-    which for an even axis reflects about the half pixel before ``cy``, not about the peak.
+    which for an even axis reflects about the half pixel before ``cy``, not about the peak
+    (``centre_quirk=False`` reflects about the peak there too).
 
     Args:
       image: (h, w) float.
@@ -118,6 +120,8 @@ def uncentered_symmetry(image, center, fill: float | None = 0.0, *, xp=jnp) -> j
       xp: the array module: ``jax.numpy`` (default; jittable, vmappable) or ``numpy``, which
         runs the same operator on the host in the image's own dtype (the initialisation
         symmetrises its float64 detection image this way).
+      centre_quirk: static; keep lite's special case at the array centre (the fit's prox
+        does, to match lite); False always reflects about the peak (the initialisation).
 
     Returns:
       (h, w) array of the image dtype.
@@ -126,7 +130,7 @@ def uncentered_symmetry(image, center, fill: float | None = 0.0, *, xp=jnp) -> j
     _check_image(image)
     h, w = image.shape
     center = xp.asarray(center)
-    at_centre = (center[0] == h // 2) & (center[1] == w // 2)
+    at_centre = (center[0] == h // 2) & (center[1] == w // 2) & centre_quirk
 
     def axis(p, c, n):
         d = xp.round(2 * (p - c)).astype(xp.int32) + (1 - n % 2)

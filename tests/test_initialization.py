@@ -281,7 +281,7 @@ def test_hsc_single_component_spectrum_without_fit(hsc):
     convolved = convolve_same(detect, obs.diff_kernel)
     last = comps[-1]  # source 6, one component
     cy, cx = last.peak
-    sym = uncentered_symmetry(detect, (cy, cx), xp=np)
+    sym = uncentered_symmetry(detect, (cy, cx), xp=np, centre_quirk=False)
     valid, _ = monotonic_mask(sym, (cy, cx))
     morph_max = np.where(valid, sym, 0).max()
     expected = obs.images[:, cy, cx] / convolved[:, cy, cx] * morph_max
@@ -557,3 +557,21 @@ def test_bright_first_split_and_dominated_sources():
     assert [c.source for c in split] == sorted(c.source for c in split)  # source order kept
     assert all(c.symmetric == (c.source == 1) for c in split)
     assert not any(c.symmetric for c in plain)
+
+
+def test_host_symmetry_reflects_about_the_peak_at_the_centre():
+    """The initialisation's symmetry (numpy, ``centre_quirk=False``) mirrors about the peak
+    even at the centre of an even image, where the fit's (lite's) reflects about the half
+    pixel; elsewhere the host and device versions agree."""
+    x = np.random.default_rng(0).normal(size=(6, 8))
+    out = uncentered_symmetry(x, (3, 4), xp=np, centre_quirk=False)
+    expected = np.zeros_like(x)
+    win = x[1:6, 1:8]
+    expected[1:6, 1:8] = np.minimum(win, win[::-1, ::-1])
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.float64
+    lite = uncentered_symmetry(x, (3, 4), xp=np)
+    np.testing.assert_array_equal(lite, np.minimum(x, x[::-1, ::-1]))
+    for center in [(1, 2), (4, 6), (2, 5)]:
+        np.testing.assert_allclose(uncentered_symmetry(x, center, xp=np),
+                                   np.asarray(uncentered_symmetry(x, center)), rtol=1e-6)
