@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import console_script as _console_script
+from _cli import no_traceback as _no_traceback
+from _cli import run_cli
 from _ecsv import read_ecsv  # noqa: E402
 
 from scarlet_jax import io
@@ -272,36 +275,6 @@ def test_fits_input_and_catalogs(tmp_path, hsc_npz):
 
 
 # ------------------------------------------------------- the real console script (subprocess)
-
-
-def _console_script():
-    import shutil
-    import sys
-    from pathlib import Path
-
-    here = Path(sys.executable).parent / "scarlet-jax"
-    found = str(here) if here.exists() else shutil.which("scarlet-jax")
-    assert found, "the scarlet-jax console script is not installed (pip install -e .)"
-    return found
-
-
-def run_cli(*args, cwd, stdin=None, timeout=600):
-    """Run ``scarlet-jax ARGS`` in a subprocess (importing this checkout); returns the
-    CompletedProcess with text stdout/stderr."""
-    import os
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu")
-    env.setdefault("SCARLET_JAX_CACHE", str(Path(cwd) / ".jax_cache"))
-    return subprocess.run([_console_script(), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, stdin=stdin)
-
-
-def _no_traceback(proc):
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "internal error" not in proc.stderr, proc.stderr
 
 
 @pytest.fixture(scope="module")

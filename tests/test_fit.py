@@ -1,17 +1,20 @@
 """The fit engine on the HSC blend started from scarlet lite's initial components."""
 
+import dataclasses
 import logging
 
 import jax
 import numpy as np
 import pytest
 
-from scarlet_jax.constraints import ConstraintConfig
-from scarlet_jax.fit import FitConfig, FitParams, fit
+from scarlet_jax.fit import fit
 from scarlet_jax.likelihood import loss_and_grads
+from scarlet_jax.options import resolve_options
 from scarlet_jax.packing import InitComponent, pack_blend
 
-CONFIG = FitConfig(max_iter=100, min_iter=5, resize=3, constraints=ConstraintConfig())
+# scarlet lite's one-step stopping rule; no symmetry operator compiled in
+CONFIG = resolve_options(max_iter=100, min_iter=5, resize=3, stop_window=1,
+                         symmetric_dominated=False).config
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +31,8 @@ def packed(hsc, reference_fit):
 
 
 def run(packed, config=CONFIG, **params):
-    params = {"bg_thresh": 1.0, **params}
-    return fit(packed.data, packed.placement, packed.components, FitParams.make(**params), config)
+    params = resolve_options(**{"bg_thresh": 1.0, **params}).params
+    return fit(packed.data, packed.placement, packed.components, params, config)
 
 
 def test_packing_keeps_the_reference_model(packed, reference_fit):
@@ -58,7 +61,7 @@ def test_fit_decreases_the_loss_and_converges(packed):
 
 
 def test_max_iter_stops_the_fit(packed):
-    state = run(packed, FitConfig(max_iter=7, min_iter=7, constraints=CONFIG.constraints))
+    state = run(packed, dataclasses.replace(CONFIG, max_iter=7, min_iter=7))
     assert int(state.it) == 7 and not bool(state.converged)
 
 
@@ -94,15 +97,13 @@ def test_non_finite_loss_reverts_and_flags(packed):
 
 
 def test_fista_runs_stably(packed):
-    state = run(packed, FitConfig(max_iter=30, optimizer="fista", resize=0,
-                                  constraints=CONFIG.constraints))
+    state = run(packed, dataclasses.replace(CONFIG, max_iter=30, optimizer="fista", resize=0))
     hist = np.asarray(state.history)[: int(state.it)]
     assert np.isfinite(hist).all() and not bool(state.diverged)
     assert hist[-1] < hist[0]
 
 
 def test_loss_history_matches_loss(packed):
-    state = run(packed, FitConfig(max_iter=3, min_iter=3, resize=0,
-                                  constraints=CONFIG.constraints))
+    state = run(packed, dataclasses.replace(CONFIG, max_iter=3, min_iter=3, resize=0))
     loss0, _ = loss_and_grads(packed.components, packed.placement, packed.data)
     assert float(state.history[0]) == pytest.approx(float(loss0), rel=1e-6)

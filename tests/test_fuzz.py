@@ -252,7 +252,7 @@ _OPTION_VALUES = {
     "monotonic": ([True, False, 0, 1, np.bool_(True)], ["yes", 2, None]),
     "symmetric": ([True, False, 0, [True, False], (False,), np.array([True, False]), []],
                   ["yes", 2, None, [True, 2], [[True]], {"a": True}, [0.5]]),
-    "max_components": ([1, 2], [0, 3, -1, 1.5]),
+    "max_components": ([0, 1, 2], [3, -1, 1.5, 1.0]),
     "min_snr": ([0.5, 50], [0, -1, math.nan]),
     "bg_thresh": ([0, 0.25, 3], [-0.1, math.inf]),
     "morph_step": ([0.01, 1], [0, -1]),
