@@ -457,10 +457,9 @@ def init_components(
     ``weighted_spectra``, ``init_noise_relative``, ``init_subtract``,
     ``symmetric_dominated``) come as a checked :class:`~scarlet_jax.options.InitOptions`,
     or as keywords with the same names and defaults as :func:`~scarlet_jax.deblend`'s;
-    keywords override ``options``. Scarlet lite's recipe is
-    ``init_components(obs, centers, **scarlet_jax.LSST_PIPELINE-without-fit-options)``:
-    ``initial_bg_thresh=1.0, init_noise_relative=False, init_subtract=False,
-    symmetric_dominated=False``.
+    keywords override ``options``. Scarlet lite's recipe (the init options of
+    ``LSST_PIPELINE``) is ``initial_bg_thresh=1.0, init_noise_relative=False,
+    init_subtract=False, symmetric_dominated=False``.
 
     What each option does here:
 

@@ -13,10 +13,10 @@ update. ``test_hsc_initial_loss_matches_reference`` checks that number.
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REFERENCE
 
 from scarlet_jax.errors import BadInputError
 from scarlet_jax.initialization import (
@@ -34,7 +34,6 @@ from scarlet_jax.observation import make_observation
 from scarlet_jax.options import LSST_PIPELINE, group
 from scarlet_jax.packing import InitComponent
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 # scarlet lite's initialisation (the init options of the LSST recipe), with the spectra
 # fitted by inverse variance
 LITE = {k: v for k, v in LSST_PIPELINE.items() if k in group("init")}
