@@ -22,7 +22,9 @@ OPTS = dict(max_iter=40)
 
 @pytest.fixture(scope="module")
 def blends():
-    return sj.datasets.synthetic_blends(6, seed=3, shape=(48, 48), n_sources=(2, 5))
+    # a mixed set (2-4 sources, varied fluxes), small enough that compiles stay short
+    return sj.datasets.synthetic_blends(6, seed=3, shape=(32, 32), n_sources=(2, 4), n_bands=3,
+                                        psf_size=11)
 
 
 def assert_same(a, b, rtol=1e-5):
