@@ -21,6 +21,7 @@ import argparse
 import ast
 import contextlib
 import glob
+import json
 import os
 import re
 import sys
@@ -652,7 +653,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
     from .fit import OPTIMIZERS
-    from .options import DEFAULTS, INITS, OPTION_DOCS
+    from .options import DEFAULTS, INITS, OPTION_DOCS, SPARSITY
 
     def doc(name):
         return f"{OPTION_DOCS[name]} (default {DEFAULTS[name]!r})".replace("%", "%%")
@@ -663,12 +664,12 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--e-rel", type=float, help=doc("e_rel"))
     g.add_argument("--bg-thresh", type=float, help=doc("bg_thresh"))
     g.add_argument("--min-snr", type=float, help=doc("min_snr"))
-    g.add_argument("--max-components", type=int, choices=(1, 2), help=doc("max_components"))
+    g.add_argument("--max-components", type=int, choices=(0, 1, 2), help=doc("max_components"))
     g.add_argument("--max-sources", type=int, help=doc("max_sources"))
     g.add_argument("--no-max-sources", action="store_true", help="no limit on the sources")
     g.add_argument("--optimizer", choices=OPTIMIZERS, help=doc("optimizer"))
     g.add_argument("--init", choices=INITS, help=doc("init"))
-    g.add_argument("--sparsity", choices=("l0", "l1"), help=doc("sparsity"))
+    g.add_argument("--sparsity", choices=[s for s in SPARSITY if s], help=doc("sparsity"))
     g.add_argument("--sparsity-thresh", type=float, help=doc("sparsity_thresh"))
     g.add_argument("--no-monotonic", action="store_true", help="turn monotonicity off")
     g.add_argument("--symmetric", dest="symmetric_flag", action="store_true",
@@ -679,6 +680,9 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--option", action="append", metavar="NAME=VALUE",
                    help="any option of scarlet_jax.DEFAULTS (repeatable), e.g. --option "
                    "resize=5 --option fit_spectra=False")
+    g.add_argument("--dry-run", action="store_true",
+                   help="check the options, print them as the fit would get them (JSON) "
+                   "and exit; nothing is read or fitted")
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
@@ -807,6 +811,9 @@ def main(argv=None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
         try:
+            if getattr(args, "dry_run", False):  # the options as the fit would get them
+                console.out(json.dumps(_check_options(_fit_options(args))))
+                return EXIT_OK
             enable_compilation_cache()
             return args.func(args, console)
         except (BadInputError, BadFileError, FileNotFoundError, IsADirectoryError,

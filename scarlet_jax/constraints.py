@@ -26,7 +26,9 @@ SPARSITY = (None, "l0", "l1")
 
 @dataclasses.dataclass(frozen=True)
 class ConstraintConfig:
-    """Static choice of operators (hashable: part of the compile key).
+    """Static choice of operators (hashable: part of the compile key). Built by
+    :func:`scarlet_jax.options.resolve_options`, whose option table holds the defaults and
+    checks of ``monotonic``, ``sparsity`` and ``fit_radius``.
 
     Attributes:
       monotonic: weighted monotonicity from the (re-found) peak.
@@ -36,16 +38,10 @@ class ConstraintConfig:
       fit_radius: window half-size in which the peak is re-found.
     """
 
-    monotonic: bool = True
-    symmetric: bool = False
-    sparsity: str | None = None
-    fit_radius: int = 1
-
-    def __post_init__(self):
-        if self.sparsity not in SPARSITY:
-            raise ValueError(f"sparsity must be one of {SPARSITY}, got {self.sparsity!r}")
-        if self.fit_radius < 0:
-            raise ValueError(f"fit_radius must be >= 0, got {self.fit_radius}")
+    monotonic: bool
+    symmetric: bool
+    sparsity: str | None
+    fit_radius: int
 
 
 class ConstraintParams(NamedTuple):
@@ -57,7 +53,7 @@ class ConstraintParams(NamedTuple):
     peak_floor: jax.Array  # minimum value of the peak pixel before normalisation
 
     @classmethod
-    def make(cls, bg_thresh=0.25, sparsity_thresh=1.0, spectrum_floor=1e-20, peak_floor=1e-20):
+    def make(cls, *, bg_thresh, sparsity_thresh, spectrum_floor=1e-20, peak_floor=1e-20):
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
         return cls(f(bg_thresh), f(sparsity_thresh), f(spectrum_floor), f(peak_floor))
 

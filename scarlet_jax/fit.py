@@ -54,7 +54,9 @@ OPTIMIZERS = ("adaprox", "fista")
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
-    """Static settings of a fit (hashable).
+    """Static settings of a fit (hashable). Build it with
+    :func:`scarlet_jax.options.resolve_options` (``.config``): the defaults and checks of
+    its fields live in the option table, :data:`scarlet_jax.options.OPTIONS`.
 
     Attributes:
       max_iter: maximum number of iterations (size of the loss history).
@@ -63,32 +65,22 @@ class FitConfig:
       resize: resize boxes every ``resize`` iterations (0: never).
       grow: pixels added around the significant pixels when a box is resized.
       block: iterations per ``lax.scan`` block between convergence checks of the loop.
-      rebucket: stop with ``needs_room`` when a box reaches its slot edge (the host then
-        moves the blend to a larger slot box and continues).
-      constraints: which proximal operators run.
       stop_window: consecutive small loss changes needed to stop (1: scarlet lite's rule;
         see :mod:`scarlet_jax.stopping`).
+      constraints: which proximal operators run.
+      rebucket: stop with ``needs_room`` when a box reaches its slot edge (the host then
+        moves the blend to a larger slot box and continues).
     """
 
-    max_iter: int = 300
-    min_iter: int = 5
-    optimizer: str = "adaprox"
-    resize: int = 3
-    grow: int = 5
-    block: int = 8
+    max_iter: int
+    min_iter: int
+    optimizer: str
+    resize: int
+    grow: int
+    block: int
+    stop_window: int
+    constraints: ConstraintConfig
     rebucket: bool = True
-    constraints: ConstraintConfig = ConstraintConfig()
-    stop_window: int = 1
-
-    def __post_init__(self):
-        if self.max_iter < 0:
-            raise ValueError(f"max_iter must be >= 0, got {self.max_iter}")
-        if self.min_iter < 0:
-            raise ValueError(f"min_iter must be >= 0, got {self.min_iter}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.resize < 0 or self.grow < 0 or self.block < 1:
-            raise ValueError("resize and grow must be >= 0 and block >= 1")
 
 
 class FitParams(NamedTuple):
@@ -102,15 +94,10 @@ class FitParams(NamedTuple):
     constraints: ConstraintParams
 
     @classmethod
-    def make(
-        cls,
-        e_rel=1e-3,
-        morph_step=0.01,
-        spectrum_step_noise=0.1,
-        spectrum_step_rel=0.01,
-        divergence_factor=1e3,
-        **constraint_params,
-    ) -> FitParams:
+    def make(cls, *, e_rel, morph_step, spectrum_step_noise, spectrum_step_rel,
+             divergence_factor, **constraint_params) -> FitParams:
+        """float32 params from numbers (use :func:`scarlet_jax.options.resolve_options`
+        (``.params``) for the defaults and checks of the option table)."""
         f = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
         return cls(
             f(e_rel),

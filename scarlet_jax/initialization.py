@@ -30,6 +30,9 @@ Finally :func:`fit_spectra` refits every spectrum at once with the morphologies 
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+
 import numpy as np
 
 from .centers import round_centers
@@ -38,6 +41,7 @@ from .detect import _robust_std, detection_image
 from .errors import BadInputError
 from .fft import next_fast_len
 from .observation import Observation
+from .options import InitOptions
 from .prox import uncentered_symmetry
 from .starlet import default_scales, starlet_noise_levels, starlet_transform
 
@@ -386,82 +390,97 @@ def init_components(
     observation: Observation,
     centers,
     *,
-    min_snr: float = 50,
-    initial_bg_thresh: float = 0.5,
-    bg_thresh: float = 0.25,
+    options: InitOptions | None = None,
     padding: int = 2,
-    max_components: int = 2,
     disk_percentile: float = 25,
     detect=None,
-    monotonic: bool = True,
     symmetric_init: bool = True,
-    fit_spectra: bool = True,
-    weighted_spectra: bool = True,
-    noise_relative: bool = False,
-    subtract: bool = False,
-    symmetric_dominated: bool = False,
+    **init_options,
 ) -> list[InitComponent]:
     """Initial components for every source (scarlet lite's ``FactorizedInitialization``).
 
-    See the module docstring for the recipe. The LSST pipeline uses ``min_snr=50,
-    initial_bg_thresh=1.0, bg_thresh=1.0``.
+    See the module docstring for the recipe. The initialisation options (the ``"init"``
+    group of :data:`scarlet_jax.options.OPTIONS`: ``init``, ``min_snr``,
+    ``initial_bg_thresh``, ``max_components``, ``monotonic``, ``fit_spectra``,
+    ``weighted_spectra``, ``init_noise_relative``, ``init_subtract``,
+    ``symmetric_dominated``) come as a checked :class:`~scarlet_jax.options.InitOptions`,
+    or as keywords with the same names and defaults as :func:`~scarlet_jax.deblend`'s;
+    keywords override ``options``. Scarlet lite's recipe (the init options of
+    ``LSST_PIPELINE``) is ``initial_bg_thresh=1.0, init_noise_relative=False,
+    init_subtract=False, symmetric_dominated=False``.
+
+    What each option does here:
+
+    * ``init``: ``"wavelet"`` starts from :func:`wavelet_detection_image` (when ``detect``
+      is not given).
+    * ``min_snr``: PSF-weighted SNR needed per component (two components need
+      ``2 * min_snr``).
+    * ``initial_bg_thresh``: with ``init_noise_relative=False`` the morphology is cut at
+      ``mean(noise_rms) * initial_bg_thresh`` in detection-image units (as lite; for the
+      chi^2 image the units do not match).
+    * ``max_components``: 0 (every source a point source), 1 or 2.
+    * ``monotonic``: keep only the monotonic region around the peak (lite's sparse init);
+      False keeps every positive pixel connected to the peak.
+    * ``fit_spectra``: refit all spectra jointly at the end (:func:`fit_spectra`).
+    * ``weighted_spectra``: weight the spectrum fits by ``observation.weights``; False
+      fits every valid pixel with weight 1, as lite's ``multifit_spectra`` does (this
+      reproduces lite's initial log-likelihood on the HSC blend to 1e-6).
+    * ``init_noise_relative``: cut the morphology at ``initial_bg_thresh`` times the noise
+      rms of the detection image (``sqrt(sum_b 1 / noise_rms_b**2)`` for the chi^2 image,
+      the median absolute deviation of a given or wavelet ``detect``) instead of lite's
+      ``mean(noise_rms) * initial_bg_thresh``, whose units do not match the chi^2 image:
+      lite's cut is 1e-4 sigma on HSC but thousands of sigma on LSST-depth images in
+      electrons, where it leaves large galaxies in 13-15 px boxes.
+    * ``init_subtract``: initialise the sources from the brightest (largest detection
+      value at the centre) to the faintest, each on the detection image minus the
+      morphologies of the brighter ones, so a faint source does not start with a bright
+      neighbour's wing as its own morphology (lite initialises every source on the whole
+      image).
+    * ``symmetric_dominated``: with ``init_subtract``, mark a source ``symmetric`` when
+      the brighter sources make up more than ``DOMINATED`` (half) of the detection image at
+      its centre. The data cannot tell such a source's light from its neighbour's, and a
+      free morphology there grows over the neighbour's wing (a faint galaxy reported many
+      times too bright); a symmetric one cannot keep a one-sided wing.
 
     Args:
       observation: the blend.
       centers: (S, 2) float (y, x) source positions, rounded to the nearest pixel.
-      min_snr: PSF-weighted SNR needed per component (two components need ``2 * min_snr``).
-      initial_bg_thresh: the morphology is cut at ``mean(noise_rms) * initial_bg_thresh``
-        in detection-image units (as lite; for the chi^2 image the units do not match).
-      bg_thresh: the fit's background threshold; not used here (kept for lite's signature;
-        the fit's prox reads it from its own configuration).
+      options: the initialisation options (default: the table's defaults).
       padding: pixels added on each side of a box (twice when the threshold is > 0, as
         lite does; this reproduces its HSC boxes exactly).
-      max_components: 0 (every source a point source), 1 or 2.
       disk_percentile: the core/disk split level in percent of the morph maximum.
-      detect: optional (H, W) detection image; default the chi^2 image.
-      monotonic: keep only the monotonic region around the peak (lite's sparse init);
-        False keeps every positive pixel connected to the peak.
+      detect: optional (H, W) detection image; default the chi^2 (or wavelet) image.
       symmetric_init: symmetrise the detection image about each centre first.
-      fit_spectra: refit all spectra jointly at the end (:func:`fit_spectra`).
-      weighted_spectra: weight the spectrum fits by ``observation.weights`` (default);
-        False fits every valid pixel with weight 1, as lite's ``multifit_spectra`` does
-        (this reproduces lite's initial log-likelihood on the HSC blend to 1e-6).
-      noise_relative: cut the morphology at ``initial_bg_thresh`` times the noise rms of
-        the detection image (``sqrt(sum_b 1 / noise_rms_b**2)`` for the chi^2 image, the
-        median absolute deviation of a given ``detect``) instead of lite's
-        ``mean(noise_rms) * initial_bg_thresh``, whose units do not match the chi^2 image:
-        lite's cut is 1e-4 sigma on HSC but thousands of sigma on LSST-depth images in
-        electrons, where it leaves large galaxies in 13-15 px boxes.
-      subtract: initialise the sources from the brightest (largest detection value at the
-        centre) to the faintest, each on the detection image minus the morphologies of the
-        brighter ones, so a faint source does not start with a bright neighbour's wing as
-        its own morphology (lite initialises every source on the whole image).
-      symmetric_dominated: with ``subtract``, mark a source ``symmetric`` when the
-        brighter sources make up more than ``DOMINATED`` (half) of the detection image at
-        its centre. The data cannot tell such a source's light from its neighbour's, and a
-        free morphology there grows over the neighbour's wing (a faint galaxy reported
-        many times too bright); a symmetric one cannot keep a one-sided wing.
+      **init_options: initialisation options by name (see above).
 
     Returns:
       The components, source by source (core before disk), as :class:`InitComponent` with
       float32 ``spectrum`` (B,) and ``morph`` (h, w) of max 1.
 
     Raises:
-      BadInputError: bad centres, detection image or options.
+      BadInputError: bad centres, detection image or options (an option of the fit, such as
+        ``bg_thresh``, is not an initialisation option).
     """
-    del bg_thresh  # used by the fit, not by the initialisation
+    for old, name in (("noise_relative", "init_noise_relative"), ("subtract", "init_subtract")):
+        if old in init_options:  # the names before the option table
+            warnings.warn(f"init_components({old}=...) is now {name}=...", DeprecationWarning,
+                          stacklevel=2)
+            init_options.setdefault(name, init_options.pop(old))
+    base = {} if options is None else dataclasses.asdict(options)
+    opts = InitOptions.make(**{**base, **init_options})  # checked against the option table
+    if detect is None and opts.init == "wavelet":
+        detect = wavelet_detection_image(observation)
+    min_snr, initial_bg_thresh = opts.min_snr, opts.initial_bg_thresh
+    max_components, monotonic = opts.max_components, opts.monotonic
+    fit_spectra, weighted_spectra = opts.fit_spectra, opts.weighted_spectra
+    noise_relative, subtract = opts.init_noise_relative, opts.init_subtract
+    symmetric_dominated = opts.symmetric_dominated
     n_bands, height, width = observation.shape
     pix = round_centers(centers, (height, width))
-    if not (np.isfinite(min_snr) and min_snr > 0):
-        raise BadInputError(f"min_snr must be > 0, got {min_snr}")
-    if max_components not in (0, 1, 2):
-        raise BadInputError(f"max_components must be 0, 1 or 2, got {max_components}")
     if not (0 < disk_percentile < 100):
         raise BadInputError(f"disk_percentile must be in (0, 100), got {disk_percentile}")
     if int(padding) != padding or padding < 0:
         raise BadInputError(f"padding must be a non-negative integer, got {padding}")
-    if not np.isfinite(initial_bg_thresh):
-        raise BadInputError(f"initial_bg_thresh must be finite, got {initial_bg_thresh}")
     padding = int(padding)
 
     detect_given = detect is not None

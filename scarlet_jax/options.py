@@ -1,11 +1,28 @@
-"""Options of a deblend: defaults, validation, and the split into the static
-:class:`~scarlet_jax.fit.FitConfig` and the traced :class:`~scarlet_jax.fit.FitParams`."""
+"""Options of a deblend: one table of definitions, and the typed groups built from it.
+
+Every option is defined once in :data:`OPTIONS` (name, default, check, one-line doc, and
+the groups that read it). :func:`resolve_options` validates a set of options once, from the
+table, and splits them into typed, frozen groups:
+
+* :class:`InitOptions` (group ``"init"``): read by
+  :func:`~scarlet_jax.initialization.init_components`;
+* :class:`RunOptions` (group ``"run"``): read by the host pipeline (detection limit,
+  per-source symmetry flags, slot margin);
+* :class:`~scarlet_jax.fit.FitConfig` (group ``"fit"``) with its
+  :class:`~scarlet_jax.constraints.ConstraintConfig` (group ``"constraints"``): the static
+  settings of the compiled fit;
+* :class:`~scarlet_jax.fit.FitParams` (group ``"params"``): its traced numbers.
+
+``DEFAULTS``, ``OPTION_DOCS``, the README's options table and the CLI's help are derived from
+the table.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,127 +31,24 @@ from .constraints import SPARSITY, ConstraintConfig
 from .errors import BadInputError
 from .fit import OPTIMIZERS, FitConfig, FitParams
 
-__all__ = ["DEFAULTS", "LSST_PIPELINE", "MAX_ITER_LIMIT", "OPTION_DOCS", "Options",
+__all__ = ["DEFAULTS", "GROUPS", "INITS", "LSST_PIPELINE", "MAX_ITER_LIMIT", "OPTIONS",
+           "OPTION_DOCS", "InitOptions", "Option", "Options", "RunOptions", "check_option",
            "option_table", "resolve_options"]
 
 #: Initialisations: scarlet lite's chi^2 detection image, or a starlet-denoised one.
 INITS = ("chi2", "wavelet")
 
-#: Defaults (scarlet lite's library defaults, with the LSST pipeline's fit loop).
-DEFAULTS: dict[str, Any] = dict(
-    max_iter=300,
-    e_rel=1e-3,
-    min_iter=5,
-    stop_window=10,
-    optimizer="adaprox",
-    init="chi2",
-    monotonic=True,
-    symmetric=False,
-    sparsity=None,
-    sparsity_thresh=1.0,
-    fit_radius=1,
-    bg_thresh=0.25,
-    initial_bg_thresh=0.5,
-    init_noise_relative=True,
-    init_subtract=True,
-    symmetric_dominated=True,
-    min_snr=50.0,
-    max_components=2,
-    fit_spectra=True,
-    weighted_spectra=False,
-    resize=3,
-    grow=5,
-    grow_margin=5,
-    morph_step=0.01,
-    spectrum_step_noise=0.1,
-    spectrum_step_rel=0.01,
-    divergence_factor=1e3,
-    max_sources=1000,
-    block=8,
-)
-
-#: What each option of :data:`DEFAULTS` does (one line each; the README's options table and
-#: the CLI's ``--help`` are rendered from it, and a test checks that every option has one).
-OPTION_DOCS: dict[str, str] = dict(
-    max_iter="most iterations of the fit",
-    e_rel="stop when the loss changes by less than this fraction of itself per iteration",
-    min_iter="fewest iterations before the convergence test",
-    stop_window="stop when the loss changed by less than e_rel per iteration on average over "
-                "this many iterations (1: scarlet lite's one-step test)",
-    optimizer="'adaprox' (proximal AMSGrad, scarlet lite's) or 'fista'",
-    init="initial morphologies from the chi^2 detection image ('chi2', scarlet lite's) "
-         "or a starlet-denoised one ('wavelet')",
-    monotonic="make morphologies decrease monotonically from the peak",
-    symmetric="make morphologies symmetric about the peak: one bool, or one per center",
-    sparsity="None, 'l0' or 'l1' sparsity of the morphologies",
-    sparsity_thresh="the L0/L1 threshold, in units of the noise rms",
-    fit_radius="half-size (pixels) of the window in which the peak is re-found",
-    bg_thresh="morphology pixels below this many noise rms are set to 0 during the fit",
-    initial_bg_thresh="the same threshold for the initial morphologies",
-    init_noise_relative="initial morphology cut in units of the detection image's noise "
-                        "(False: scarlet lite's mean(noise_rms) * initial_bg_thresh)",
-    init_subtract="initialise sources from the brightest down, each on the detection image "
-                  "minus the brighter ones",
-    symmetric_dominated="make a source symmetric when its centre is dominated by brighter "
-                        "neighbours' light",
-    min_snr="signal-to-noise needed per extra component at initialisation",
-    max_components="components per source (1 or 2)",
-    fit_spectra="refit all spectra jointly after initialisation",
-    weighted_spectra="weight those spectrum fits by the inverse variance",
-    resize="resize the boxes every this many iterations (0: never)",
-    grow="pixels added around the significant pixels when a box is resized",
-    grow_margin="pixels of room in the slot box around each initial box",
-    morph_step="morphology step size (relative to the peak value)",
-    spectrum_step_noise="spectrum step of at least this x the band's noise rms",
-    spectrum_step_rel="spectrum step of at least this x the mean of the spectrum",
-    divergence_factor="a loss above this x (initial loss + pixels) marks the fit diverged",
-    max_sources="most sources per blend (None: no limit); more is an error",
-    block="iterations per lax.scan block between convergence checks",
-)
-
-
-def option_table() -> str:
-    """The options as a Markdown table (name, default, meaning), as the README shows it."""
-    lines = ["| option | default | meaning |", "|---|---|---|"]
-    for name, value in DEFAULTS.items():
-        lines.append(f"| `{name}` | `{value!r}` | {OPTION_DOCS.get(name, '(undocumented)')} |")
-    return "\n".join(lines)
-
-
-#: The LSST pipeline recipe used for scarlet lite's reference fit of hsc_cosmos_35.
-LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0,
-                                     stop_window=1, init_noise_relative=False,
-                                     init_subtract=False, symmetric_dominated=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """Validated options, plus the fit's static config and traced params."""
-
-    values: dict
-    config: FitConfig
-    params: FitParams
-
-    def __getitem__(self, key):
-        return self.values[key]
-
-
 #: The largest ``max_iter`` accepted: the loss history holds ``max_iter`` float32 values
 #: per blend, so a typo like ``max_iter=10**9`` would ask for gigabytes.
 MAX_ITER_LIMIT = 100_000
 
-_BOOLS = ("monotonic", "fit_spectra", "weighted_spectra", "init_noise_relative",
-          "init_subtract", "symmetric_dominated")
-_COUNTS = ("max_iter", "min_iter", "stop_window", "resize", "grow", "grow_margin", "fit_radius",
-           "max_components", "block")
-_POSITIVE = ("e_rel", "morph_step", "divergence_factor", "min_snr")
-_NON_NEGATIVE = ("bg_thresh", "initial_bg_thresh", "sparsity_thresh", "spectrum_step_noise",
-                 "spectrum_step_rel")
+# ------------------------------------------------------------------------------- checks
+# Each check takes a value and returns it normalised (Python int/float/bool), or returns a
+# message (str, without the option's name) saying what is expected.
 
 
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise BadInputError(message)
+class _Bad(str):
+    """A check's complaint: what the value should be."""
 
 
 def _is_int(value) -> bool:
@@ -149,24 +63,275 @@ def _is_bool(value) -> bool:
     return isinstance(value, (bool, np.bool_)) or (_is_int(value) and value in (0, 1))
 
 
-def _symmetric(value) -> bool | tuple[bool, ...]:
-    """``symmetric``: one bool for every component, or a sequence of one bool per source."""
+def _boolean(value):
+    return bool(value) if _is_bool(value) else _Bad(f"must be True or False, got {value!r}")
+
+
+def _count(low: int = 0, high: int | None = None, why: str = ""):
+    def check(value):
+        if not (_is_int(value) and value >= 0):
+            return _Bad(f"must be an integer >= 0, got {value!r}")
+        if value < low:
+            return _Bad(f"must be >= {low}, got {value!r}")
+        if high is not None and value > high:
+            return _Bad(f"must be <= {high}{why}, got {value!r}")
+        return int(value)
+
+    return check
+
+
+def _real(strict: bool):
+    op = ">" if strict else ">="
+
+    def check(value):
+        ok = _is_real(value) and math.isfinite(value) and (value > 0 if strict else value >= 0)
+        return float(value) if ok else _Bad(f"must be a finite number {op} 0, got {value!r}")
+
+    return check
+
+
+def _one_of(choices: tuple, what: str | None = None):
+    def check(value):
+        hashable = value is None or isinstance(value, (str, numbers.Number))
+        if hashable and not isinstance(value, (bool, np.bool_)) and value in choices:
+            return choices[choices.index(value)]  # the table's own (Python) value
+        if what is not None:
+            return _Bad(f"unknown {what} {value!r}; choose one of {choices}")
+        listed = ", ".join(map(str, choices[:-1])) + f" or {choices[-1]}"
+        return _Bad(f"must be {listed}, got {value!r}")
+
+    return check
+
+
+def _all(*checks):
+    """Each check in turn on the value the previous one returned."""
+    def check(value):
+        for one in checks:
+            value = one(value)
+            if isinstance(value, _Bad):
+                break
+        return value
+
+    return check
+
+
+def _max_sources(value):
+    if value is None:
+        return None
+    if _is_int(value) and value >= 1:
+        return int(value)
+    return _Bad(f"must be None or an integer >= 1, got {value!r}")
+
+
+def _symmetric(value):
+    """One bool for every component, or a sequence of one bool per source."""
     if _is_bool(value):
         return bool(value)
-    message = (f"symmetric must be True or False, or a sequence of one True/False per source, "
+    bad = _Bad(f"must be True or False, or a sequence of one True/False per source, "
                f"got {value!r}")
     try:
         ndim = np.ndim(value)
     except ValueError:  # ragged
-        ndim = -1
-    _check(not isinstance(value, (str, bytes, dict)) and ndim == 1, message)
+        return bad
+    if isinstance(value, (str, bytes, dict)) or ndim != 1:
+        return bad
     flags = list(value)
-    _check(all(_is_bool(f) for f in flags), message)
-    return tuple(bool(f) for f in flags)
+    return tuple(bool(f) for f in flags) if all(_is_bool(f) for f in flags) else bad
+
+
+# -------------------------------------------------------------------------------- table
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option: its default, its check, one line of doc, and the groups that read it."""
+
+    name: str
+    default: Any
+    check: Callable[[Any], Any]
+    doc: str
+    groups: tuple[str, ...]
+
+    def validate(self, value):
+        """``value`` normalised, or :class:`BadInputError` naming the option."""
+        out = self.check(value)
+        if isinstance(out, _Bad):
+            # messages of _one_of with a ``what`` already start with "unknown <name>"
+            raise BadInputError(out if out.startswith("unknown ") else f"{self.name} {out}")
+        return out
+
+
+#: The groups of options, in the order of the pipeline.
+GROUPS = ("run", "init", "constraints", "fit", "params")
+
+_O = Option
+#: Every option, once (scarlet lite's library defaults, with the LSST pipeline's fit loop).
+OPTIONS: dict[str, Option] = {o.name: o for o in (
+    _O("max_iter", 300, _count(high=MAX_ITER_LIMIT, why=" (the loss history is allocated "
+                               "up front)"),
+       "most iterations of the fit", ("fit",)),
+    _O("e_rel", 1e-3, _real(strict=True),
+       "stop when the loss changes by less than this fraction of itself per iteration",
+       ("params",)),
+    _O("min_iter", 5, _count(), "fewest iterations before the convergence test", ("fit",)),
+    _O("stop_window", 10, _count(low=1),
+       "stop when the loss changed by less than e_rel per iteration on average over "
+       "this many iterations (1: scarlet lite's one-step test)", ("fit",)),
+    _O("optimizer", "adaprox", _one_of(OPTIMIZERS, "optimizer"),
+       "'adaprox' (proximal AMSGrad, scarlet lite's) or 'fista'", ("fit",)),
+    _O("init", "chi2", _one_of(INITS, "init"),
+       "initial morphologies from the chi^2 detection image ('chi2', scarlet lite's) "
+       "or a starlet-denoised one ('wavelet')", ("init",)),
+    _O("monotonic", True, _boolean,
+       "make morphologies decrease monotonically from the peak (initial ones too)",
+       ("init", "constraints")),
+    _O("symmetric", False, _symmetric,
+       "make morphologies symmetric about the peak: one bool, or one per center", ("run",)),
+    _O("sparsity", None, _one_of(SPARSITY, "sparsity"),
+       "None, 'l0' or 'l1' sparsity of the morphologies", ("constraints",)),
+    _O("sparsity_thresh", 1.0, _real(strict=False),
+       "the L0/L1 threshold, in units of the noise rms", ("params",)),
+    _O("fit_radius", 1, _count(), "half-size (pixels) of the window in which the peak is "
+       "re-found", ("constraints",)),
+    _O("bg_thresh", 0.25, _real(strict=False),
+       "morphology pixels below this many noise rms are set to 0 during the fit",
+       ("params",)),
+    _O("initial_bg_thresh", 0.5, _real(strict=False),
+       "the same threshold for the initial morphologies", ("init",)),
+    _O("init_noise_relative", True, _boolean,
+       "initial morphology cut in units of the detection image's noise "
+       "(False: scarlet lite's mean(noise_rms) * initial_bg_thresh)", ("init",)),
+    _O("init_subtract", True, _boolean,
+       "initialise sources from the brightest down, each on the detection image "
+       "minus the brighter ones", ("init",)),
+    _O("symmetric_dominated", True, _boolean,
+       "make a source symmetric when its centre is dominated by brighter "
+       "neighbours' light", ("init",)),
+    _O("min_snr", 50.0, _real(strict=True),
+       "signal-to-noise needed per extra component at initialisation", ("init",)),
+    _O("max_components", 2, _all(_count(), _one_of((0, 1, 2))),
+       "components per source (1 or 2; 0: every source a point source)", ("init",)),
+    _O("fit_spectra", True, _boolean, "refit all spectra jointly after initialisation",
+       ("init",)),
+    _O("weighted_spectra", False, _boolean,
+       "weight those spectrum fits by the inverse variance (False: every valid pixel "
+       "weighs 1, as scarlet lite)", ("init",)),
+    _O("resize", 3, _count(), "resize the boxes every this many iterations (0: never)",
+       ("fit",)),
+    _O("grow", 5, _count(), "pixels added around the significant pixels when a box is "
+       "resized", ("fit",)),
+    _O("grow_margin", 5, _count(), "pixels of room in the slot box around each initial box",
+       ("run",)),
+    _O("morph_step", 0.01, _real(strict=True),
+       "morphology step size (relative to the peak value)", ("params",)),
+    _O("spectrum_step_noise", 0.1, _real(strict=False),
+       "spectrum step of at least this x the band's noise rms", ("params",)),
+    _O("spectrum_step_rel", 0.01, _real(strict=False),
+       "spectrum step of at least this x the mean of the spectrum", ("params",)),
+    _O("divergence_factor", 1e3, _real(strict=True),
+       "a loss above this x (initial loss + pixels) marks the fit diverged", ("params",)),
+    _O("max_sources", 1000, _max_sources,
+       "most sources per blend (None: no limit); more is an error", ("run",)),
+    _O("block", 8, _count(low=1), "iterations per lax.scan block between convergence checks",
+       ("fit",)),
+)}
+del _O
+
+#: The default of every option (derived from :data:`OPTIONS`).
+DEFAULTS: dict[str, Any] = {name: o.default for name, o in OPTIONS.items()}
+
+#: What each option does, one line each (derived from :data:`OPTIONS`; the README's options
+#: table and the CLI's ``--help`` are rendered from it).
+OPTION_DOCS: dict[str, str] = {name: o.doc for name, o in OPTIONS.items()}
+
+#: The LSST pipeline recipe used for scarlet lite's reference fit of hsc_cosmos_35.
+LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0,
+                                     stop_window=1, init_noise_relative=False,
+                                     init_subtract=False, symmetric_dominated=False)
+
+
+def group(name: str) -> tuple[str, ...]:
+    """The options of group ``name`` (one of :data:`GROUPS`), in table order."""
+    return tuple(o.name for o in OPTIONS.values() if name in o.groups)
+
+
+def check_option(name: str, value):
+    """``value`` of option ``name`` checked against the table and normalised.
+
+    Raises:
+      BadInputError: an unknown option, or a bad value (the option is named).
+    """
+    if name not in OPTIONS:
+        raise BadInputError(f"unknown option(s) {[name]}; known: {sorted(OPTIONS)}")
+    return OPTIONS[name].validate(value)
+
+
+def _group_class(cls_name: str, group_name: str, doc: str):
+    """A frozen dataclass with one field per option of a group, defaults from the table."""
+    names = group(group_name)
+    fields = [(n, Any, dataclasses.field(default=OPTIONS[n].default)) for n in names]
+
+    def make(klass, **options):
+        """Checked group from keyword options (defaults for the others)."""
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            where = [f"{n} (a {'/'.join(OPTIONS[n].groups)} option)" if n in OPTIONS else n
+                     for n in unknown]
+            raise BadInputError(f"not {group_name} option(s): {', '.join(where)}; "
+                                f"known: {list(names)}")
+        return klass(**options)
+
+    def post_init(self):
+        for n in names:  # the table's checks; the fields hold the normalised values
+            object.__setattr__(self, n, OPTIONS[n].validate(getattr(self, n)))
+
+    cls = dataclasses.make_dataclass(
+        cls_name, fields, frozen=True,
+        namespace={"make": classmethod(make), "__post_init__": post_init})
+    cls.__module__ = __name__
+    cls.__doc__ = (doc + "\n\nFields (defaults, checks and meaning in :data:`OPTIONS`): "
+                   + ", ".join(f"``{n}``" for n in names) + ".")
+    return cls
+
+
+InitOptions = _group_class("InitOptions", "init",
+                           "Options of :func:`~scarlet_jax.initialization.init_components`.")
+RunOptions = _group_class("RunOptions", "run", "Options read by the host pipeline.")
+
+
+def option_table() -> str:
+    """The options as a Markdown table (name, default, meaning), as the README shows it."""
+    lines = ["| option | default | meaning |", "|---|---|---|"]
+    for name, o in OPTIONS.items():
+        lines.append(f"| `{name}` | `{o.default!r}` | {o.doc} |")
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Validated options: every value, and the typed groups built from them.
+
+    Attributes:
+      values: every option, checked and normalised (a plain dict, as results record it).
+      init: :class:`InitOptions`.
+      run: :class:`RunOptions`.
+      config: the static :class:`~scarlet_jax.fit.FitConfig`.
+      params: the traced :class:`~scarlet_jax.fit.FitParams`.
+    """
+
+    values: dict
+    init: Any
+    run: Any
+    config: FitConfig
+    params: FitParams
+
+    def __getitem__(self, key):
+        return self.values[key]
 
 
 def resolve_options(**options) -> Options:
-    """Merge ``options`` into :data:`DEFAULTS` and validate them.
+    """Merge ``options`` into :data:`DEFAULTS`, check each once against :data:`OPTIONS`,
+    and build the typed groups.
 
     Integers and reals may be Python or numpy scalars (they are converted to ``int`` and
     ``float``); booleans are not accepted as numbers.
@@ -175,67 +340,23 @@ def resolve_options(**options) -> Options:
       BadInputError: an unknown option, a value of the wrong type or out of range, or an
         unknown optimizer or sparsity name (the option is named in the message).
     """
-    unknown = sorted(set(options) - set(DEFAULTS))
-    _check(not unknown, f"unknown option(s) {unknown}; known: {sorted(DEFAULTS)}")
-    v = {**DEFAULTS, **options}
-    for name in _BOOLS:
-        _check(_is_bool(v[name]), f"{name} must be True or False, got {v[name]!r}")
-        v[name] = bool(v[name])
-    v["symmetric"] = _symmetric(v["symmetric"])
-    for name in _COUNTS:
-        _check(_is_int(v[name]) and v[name] >= 0,
-               f"{name} must be an integer >= 0, got {v[name]!r}")
-        v[name] = int(v[name])
-    _check(v["max_iter"] <= MAX_ITER_LIMIT,
-           f"max_iter must be <= {MAX_ITER_LIMIT} (the loss history is allocated up front), "
-           f"got {v['max_iter']}")
-    _check(v["stop_window"] >= 1, f"stop_window must be >= 1, got {v['stop_window']}")
-    _check(v["block"] >= 1, f"block must be >= 1, got {v['block']}")
-    _check(v["max_components"] in (1, 2),
-           f"max_components must be 1 or 2, got {v['max_components']}")
-    for name in _POSITIVE:
-        _check(_is_real(v[name]) and math.isfinite(v[name]) and v[name] > 0,
-               f"{name} must be a finite number > 0, got {v[name]!r}")
-        v[name] = float(v[name])
-    for name in _NON_NEGATIVE:
-        _check(_is_real(v[name]) and math.isfinite(v[name]) and v[name] >= 0,
-               f"{name} must be a finite number >= 0, got {v[name]!r}")
-        v[name] = float(v[name])
-    _check(isinstance(v["init"], str) and v["init"] in INITS,
-           f"unknown init {v['init']!r}; choose one of {INITS}")
-    _check(isinstance(v["optimizer"], str) and v["optimizer"] in OPTIMIZERS,
-           f"unknown optimizer {v['optimizer']!r}; choose one of {OPTIMIZERS}")
-    _check(v["sparsity"] is None or (isinstance(v["sparsity"], str) and v["sparsity"] in SPARSITY),
-           f"unknown sparsity {v['sparsity']!r}; choose one of {SPARSITY}")
-    mx = v["max_sources"]
-    _check(mx is None or (_is_int(mx) and mx >= 1),
-           f"max_sources must be None or an integer >= 1, got {mx!r}")
-    v["max_sources"] = None if mx is None else int(mx)
-    config = FitConfig(
-        max_iter=v["max_iter"],
-        min_iter=v["min_iter"],
-        optimizer=v["optimizer"],
-        resize=v["resize"],
-        grow=v["grow"],
-        block=v["block"],
-        stop_window=v["stop_window"],
-        constraints=ConstraintConfig(
-            monotonic=bool(v["monotonic"]),
-            symmetric=any(np.atleast_1d(v["symmetric"])) or v["symmetric_dominated"],
-            sparsity=v["sparsity"],
-            fit_radius=v["fit_radius"],
-        ),
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise BadInputError(f"unknown option(s) {unknown}; known: {sorted(OPTIONS)}")
+    v = {name: o.validate(options[name]) if name in options else o.default
+         for name, o in OPTIONS.items()}
+
+    def pick(group_name):
+        return {n: v[n] for n in group(group_name)}
+
+    constraints = ConstraintConfig(
+        **pick("constraints"),
+        # the symmetry operator is compiled in when any source may need it
+        symmetric=bool(np.any(v["symmetric"])) or v["symmetric_dominated"],
     )
-    params = FitParams.make(
-        e_rel=v["e_rel"],
-        morph_step=v["morph_step"],
-        spectrum_step_noise=v["spectrum_step_noise"],
-        spectrum_step_rel=v["spectrum_step_rel"],
-        divergence_factor=v["divergence_factor"],
-        bg_thresh=v["bg_thresh"],
-        sparsity_thresh=v["sparsity_thresh"],
-    )
-    return Options(values=v, config=config, params=params)
+    return Options(values=v, init=InitOptions(**pick("init")), run=RunOptions(**pick("run")),
+                   config=FitConfig(**pick("fit"), constraints=constraints),
+                   params=FitParams.make(**pick("params")))
 
 
 def _render_readme(path: str) -> None:

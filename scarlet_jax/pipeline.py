@@ -31,7 +31,7 @@ from .detect import detect
 from .errors import BadInputError
 from .fit import FitState, resume_state
 from .growth import grow_state
-from .initialization import init_components, wavelet_detection_image
+from .initialization import init_components
 from .memory import canvas_bytes, check_fits, lane_bytes, memory_limit
 from .observation import Observation, check_observation
 from .options import Options, resolve_options
@@ -67,19 +67,18 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
       and the validated (S, 2) centers.
     """
     check_observation(observation)
-    v = opts.values
-    symmetric = v["symmetric"]
+    symmetric, max_sources = opts.run.symmetric, opts.run.max_sources
     if centers is None:
         if isinstance(symmetric, tuple):
             raise BadInputError(
                 f"symmetric: {len(symmetric)} per-source flags but no centers (sources are "
                 "detected); pass True/False, or the centers"
             )
-        centers = detect(observation, max_sources=v["max_sources"])
+        centers = detect(observation, max_sources=max_sources)
         if len(centers) == 0:
             raise BadInputError("no sources detected and no centers given")
     centers, kept = validate_centers(centers, observation.shape[1:],
-                                     max_sources=v["max_sources"], return_kept=True)
+                                     max_sources=max_sources, return_kept=True)
     if isinstance(symmetric, tuple):
         if len(symmetric) != len(kept):
             raise BadInputError(
@@ -89,22 +88,7 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
         flags = np.asarray(symmetric, bool)[kept]  # a merged duplicate: the kept one's flag
     else:
         flags = np.full(len(centers), symmetric)
-    detect_image = wavelet_detection_image(observation) if v["init"] == "wavelet" else None
-    comps = init_components(
-        observation,
-        centers,
-        detect=detect_image,
-        min_snr=v["min_snr"],
-        initial_bg_thresh=v["initial_bg_thresh"],
-        bg_thresh=v["bg_thresh"],
-        max_components=v["max_components"],
-        monotonic=v["monotonic"],
-        fit_spectra=v["fit_spectra"],
-        weighted_spectra=v["weighted_spectra"],
-        noise_relative=v["init_noise_relative"],
-        subtract=v["init_subtract"],
-        symmetric_dominated=v["symmetric_dominated"],
-    )
+    comps = init_components(observation, centers, options=opts.init)
     comps = [c._replace(symmetric=bool(flags[c.source]) or c.symmetric) for c in comps]
     return comps, centers
 
@@ -215,8 +199,8 @@ def _initialise(index: int, item, opts: Options, limit: int) -> _Job:
     check_fits(canvas_bytes(n_bands, canvas, canvas), limit,
                f"blend {obs.shape} (bands, height, width)")
     comps, centers = prepare_blend(obs, centers, opts)
-    natural = bucket_key(obs, comps, grow_margin=opts["grow_margin"])
-    check_fits(lane_bytes(natural, opts["max_iter"]), limit,
+    natural = bucket_key(obs, comps, grow_margin=opts.run.grow_margin)
+    check_fits(lane_bytes(natural, opts.config.max_iter), limit,
                f"blend {obs.shape} (bands, height, width) with {len(comps)} components "
                f"(slots of {natural.box}x{natural.box})")
     return _Job(index, obs, centers, comps, natural)
@@ -224,7 +208,7 @@ def _initialise(index: int, item, opts: Options, limit: int) -> _Job:
 
 def _pack(job: _Job, key, opts: Options) -> _Job:
     job.packed = pack_blend(job.observation, job.components, box=key.box, slots=key.slots,
-                            canvas=key.canvas, grow_margin=opts["grow_margin"])
+                            canvas=key.canvas, grow_margin=opts.run.grow_margin)
     return job
 
 
@@ -422,7 +406,7 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
             # start the buckets whose lane count is known
             for key, run_ in list(runs.items()):
                 if isinstance(run_, list) and (len(run_) >= max_lanes or prep_done):
-                    cap = max(limit // lane_bytes(key, opts["max_iter"]), 1)
+                    cap = max(limit // lane_bytes(key, opts.config.max_iter), 1)
                     n_lanes = lanes_for(len(run_), max_lanes, devices, cap=cap)
                     lane_run = LaneRun(key, n_lanes, opts.params, opts.config, sharding,
                                        ahead)
@@ -478,7 +462,7 @@ def _plan_jobs(items, max_lanes, devices, merge_ratio, memory_limit_bytes, optio
         first.setdefault(planner.assign(job.natural), job)
     max_lanes = default_max_lanes() if max_lanes is None else int(max_lanes)
     the_plan = make_plan(planner, len(items), errors, max_lanes, devices, limit,
-                         opts["max_iter"], opts["block"])
+                         opts.config.max_iter, opts.config.block)
     return the_plan, opts, first, devices
 
 

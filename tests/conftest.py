@@ -14,7 +14,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # hermetic unless the caller points SCARLET_JAX_CACHE at a folder
 os.environ.setdefault("SCARLET_JAX_CACHE", "off")
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+#: ``../shared/reference`` beside the checkout (``SCARLET_JAX_REFERENCE`` points elsewhere).
+#: Every test reads reference files through :func:`require_file` (test_infrastructure
+#: checks that), so under ``CI=true`` a missing file fails the run instead of skipping.
+REFERENCE = Path(os.environ.get(
+    "SCARLET_JAX_REFERENCE",
+    Path(__file__).resolve().parents[1].parent / "shared" / "reference"))
 
 
 def require_file(path: Path) -> Path:

@@ -28,18 +28,20 @@ FLOORS = [
     # 3: per-blend host steps, box growth, the result
     {"detect", "inputs", "packing", "result", "growth", "datasets.synthetic"},
     # 4: the fit, initialisation, files, tables
-    {"fit", "initialization", "io", "tables", "datasets"},
-    # 5: lanes, options, pictures
+    {"fit", "io", "tables", "datasets"},
+    # 5: lanes, the option table and its typed groups, pictures
     {"scheduler", "options", "display"},
-    # 6: the host pipeline
+    # 6: initialisation (takes the typed init options)
+    {"initialization"},
+    # 7: the host pipeline
     {"pipeline"},
-    # 7: the entry points
+    # 8: the entry points
     {"batch", "deblend"},
-    # 8: scale-out
+    # 9: scale-out
     {"distributed"},
-    # 9: the command line
+    # 10: the command line
     {"cli"},
-    # 10: the package's public face
+    # 11: the package's public face
     {""},
 ]
 

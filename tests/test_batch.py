@@ -22,7 +22,9 @@ OPTS = dict(max_iter=40)
 
 @pytest.fixture(scope="module")
 def blends():
-    return sj.datasets.synthetic_blends(6, seed=3, shape=(48, 48), n_sources=(2, 5))
+    # a mixed set (2-4 sources, varied fluxes), small enough that compiles stay short
+    return sj.datasets.synthetic_blends(6, seed=3, shape=(32, 32), n_sources=(2, 4), n_bands=3,
+                                        psf_size=11)
 
 
 def assert_same(a, b, rtol=1e-5):
@@ -103,12 +105,14 @@ def test_mixed_sizes_compile_at_most_one_block_program_per_planned_bucket(caplog
     assert 1 <= len(plan.buckets) < 16 and "programs to compile" in str(plan)
     stats = RunStats()
     caplog.set_level(logging.WARNING)
+    jax.clear_caches()  # every bucket's program compiles in this run, whatever ran before
     with jax.log_compiles(True):
         res = run(items, resolve_options(**opts), stats=stats)
     assert all(r.error is None for r in res)
     assert set(stats.buckets) == {b.key for b in plan.buckets}  # the plan is what ran
     assert stats.regrown == 0
-    assert count_compiles(caplog, "advance") <= len(plan.buckets)
+    # at least one compile is seen (the count works), at most one per planned bucket
+    assert 1 <= count_compiles(caplog, "advance") <= len(plan.buckets)
 
 
 def test_items_may_be_observations_to_detect_on(blends):

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import console_script as _console_script
+from _cli import no_traceback as _no_traceback
+from _cli import run_cli
 from _ecsv import read_ecsv  # noqa: E402
 
 from scarlet_jax import io
@@ -121,31 +124,28 @@ def test_show(demo_dir, tmp_path, capsys):
     assert "7 sources" in capsys.readouterr().out
 
 
-def test_batch_folder(tmp_path):
-    from scarlet_jax.datasets import synthetic_blends
+def test_batch_folder(small_inputs, tmp_path):
+    """A folder of inputs (the small blends: their programs are compiled once for this
+    module); a glob pattern picks the same inputs. (A broken input in a batch: exit 3, in
+    test_cli_batch_survives_broken_files_and_exits_3.)"""
+    import shutil
+
+    from scarlet_jax.cli import _batch_inputs
 
     src = tmp_path / "inputs"
-    src.mkdir()
-    for i, blend in enumerate(synthetic_blends(3, seed=3, shape=(40, 40), n_sources=(2, 3),
-                                               psf_size=15)):
-        obs = blend.observation
-        np.savez(src / f"blend{i}.npz", images=obs.images, variance=obs.variance,
-                 psfs=obs.psfs, bands=np.array(obs.bands), centers=blend.centers)
+    shutil.copytree(small_inputs, src)
     out = tmp_path / "out"
     assert main(["batch", str(src), "--out", str(out), "--progress", *FAST]) == 0
     results = sorted(out.glob("*.result.npz"))
-    assert [p.name for p in results] == [f"blend{i}.result.npz" for i in range(3)]
+    assert [p.name for p in results] == [f"good{i}.result.npz" for i in range(2)]
     rows = _table_rows(out, "batch")
-    assert len(rows) == 3
+    assert len(rows) == 2
     assert all(str(r["status"]) in ("converged", "max_iter") for r in rows)
     n_sources = sum(io.load(p).n_sources for p in results)
     assert len(_table_rows(out, "sources")) == n_sources
-    # a glob pattern picks the same inputs; a broken one is reported, the others deblended
-    (src / "broken.npz").write_bytes(b"not a zip")
-    out2 = tmp_path / "out2"
-    assert main(["batch", str(src / "*.npz"), "--out", str(out2), *FAST]) == 3
-    rows = _table_rows(out2, "batch")
-    assert len(rows) == 4 and sum(str(r["status"]) == "failed" for r in rows) == 1
+    (src / "notes.txt").write_text("not an input")
+    assert _batch_inputs(str(src / "*.npz")) == _batch_inputs(str(src))
+    assert [p.name for p in _batch_inputs(str(src / "*.npz"))] == ["good0.npz", "good1.npz"]
 
 
 def _assert_one_line_error(capsys, *words):
@@ -272,36 +272,6 @@ def test_fits_input_and_catalogs(tmp_path, hsc_npz):
 
 
 # ------------------------------------------------------- the real console script (subprocess)
-
-
-def _console_script():
-    import shutil
-    import sys
-    from pathlib import Path
-
-    here = Path(sys.executable).parent / "scarlet-jax"
-    found = str(here) if here.exists() else shutil.which("scarlet-jax")
-    assert found, "the scarlet-jax console script is not installed (pip install -e .)"
-    return found
-
-
-def run_cli(*args, cwd, stdin=None, timeout=600):
-    """Run ``scarlet-jax ARGS`` in a subprocess (importing this checkout); returns the
-    CompletedProcess with text stdout/stderr."""
-    import os
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu")
-    env.setdefault("SCARLET_JAX_CACHE", str(Path(cwd) / ".jax_cache"))
-    return subprocess.run([_console_script(), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, stdin=stdin)
-
-
-def _no_traceback(proc):
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "internal error" not in proc.stderr, proc.stderr
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The fit engine on the HSC blend started from scarlet lite's initial components."""
 
+import dataclasses
 import logging
 
 import chex
@@ -8,12 +9,14 @@ import numpy as np
 import pytest
 
 from scarlet_jax.components import InitComponent
-from scarlet_jax.constraints import ConstraintConfig
-from scarlet_jax.fit import FitConfig, FitParams, fit, init_state, run_block
+from scarlet_jax.fit import FitParams, fit, init_state, run_block
 from scarlet_jax.likelihood import loss_and_grads
+from scarlet_jax.options import resolve_options
 from scarlet_jax.packing import pack_blend
 
-CONFIG = FitConfig(max_iter=100, min_iter=5, resize=3, constraints=ConstraintConfig())
+# scarlet lite's one-step stopping rule; no symmetry operator compiled in
+CONFIG = resolve_options(max_iter=100, min_iter=5, resize=3, stop_window=1,
+                         symmetric_dominated=False).config
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +33,8 @@ def packed(hsc, reference_fit):
 
 
 def run(packed, config=CONFIG, **params):
-    params = {"bg_thresh": 1.0, **params}
-    return fit(packed.data, packed.placement, packed.components, FitParams.make(**params), config)
+    params = resolve_options(**{"bg_thresh": 1.0, **params}).params
+    return fit(packed.data, packed.placement, packed.components, params, config)
 
 
 def test_packing_keeps_the_reference_model(packed, reference_fit):
@@ -60,7 +63,7 @@ def test_fit_decreases_the_loss_and_converges(packed):
 
 
 def test_max_iter_stops_the_fit(packed):
-    state, info = run(packed, FitConfig(max_iter=7, min_iter=7, constraints=CONFIG.constraints))
+    state, info = run(packed, dataclasses.replace(CONFIG, max_iter=7, min_iter=7))
     assert int(state.it) == 7 and not bool(state.converged)
 
 
@@ -96,16 +99,14 @@ def test_non_finite_loss_reverts_and_flags(packed):
 
 
 def test_fista_runs_stably(packed):
-    state, info = run(packed, FitConfig(max_iter=30, optimizer="fista", resize=0,
-                                  constraints=CONFIG.constraints))
+    state, info = run(packed, dataclasses.replace(CONFIG, max_iter=30, optimizer="fista", resize=0))
     hist = np.asarray(info.loss)[: int(state.it)]
     assert np.isfinite(hist).all() and not bool(state.diverged)
     assert hist[-1] < hist[0]
 
 
 def test_loss_history_matches_loss(packed):
-    state, info = run(packed, FitConfig(max_iter=3, min_iter=3, resize=0,
-                                  constraints=CONFIG.constraints))
+    state, info = run(packed, dataclasses.replace(CONFIG, max_iter=3, min_iter=3, resize=0))
     loss0, _ = loss_and_grads(packed.components, packed.placement, packed.data)
     assert float(info.loss[0]) == pytest.approx(float(loss0), rel=1e-6)
 
@@ -115,8 +116,7 @@ def test_state_is_the_carry_and_info_the_stream(packed):
     history in it), a block keeps its shapes and dtypes (a valid scan carry), and the loss of
     each step comes out as a (block,) info row."""
     params = FitParams.make(bg_thresh=1.0)
-    short, long = (FitConfig(max_iter=n, block=4, constraints=CONFIG.constraints)
-                   for n in (8, 300))
+    short, long = (dataclasses.replace(CONFIG, max_iter=n, block=4) for n in (8, 300))
     start = init_state(packed.data, packed.placement, packed.components, params, short)
     chex.assert_trees_all_equal_shapes_and_dtypes(
         start, init_state(packed.data, packed.placement, packed.components, params, long))
@@ -130,7 +130,7 @@ def test_state_is_the_carry_and_info_the_stream(packed):
 
 def test_sweeping_traced_numbers_traces_the_block_once(packed):
     """``chex.assert_max_traces``: new values of the traced numbers reuse the program."""
-    config = FitConfig(max_iter=8, block=4, constraints=CONFIG.constraints)
+    config = dataclasses.replace(CONFIG, max_iter=8, block=4)
     chex.clear_trace_counter()
     block = jax.jit(chex.assert_max_traces(run_block, n=1), static_argnames="config")
     state = init_state(packed.data, packed.placement, packed.components, FitParams.make(),

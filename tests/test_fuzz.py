@@ -7,8 +7,9 @@ the documented ones (``BadInputError``, exactly when the README table says so), 
 output unless the result is flagged ``diverged``, and a final loss never worse than the
 initial one.
 
-Run size: every test runs a small, fixed (derandomized) set of examples by default, so
-the file takes a few minutes on two cores. ``SCARLET_JAX_FUZZ_EXAMPLES=N`` runs ``N``
+Run size: every test runs a small, fixed (derandomized) set of examples by default (20
+fitted blends, 4 batches), so the file takes about two minutes on two cores; the ``slow``
+variants (``-m slow``) fit 60 blends and 12 batches. ``SCARLET_JAX_FUZZ_EXAMPLES=N`` runs ``N``
 random examples per test instead (a new draw each run; ``--hypothesis-seed=S`` repeats
 one), e.g. ``SCARLET_JAX_FUZZ_EXAMPLES=500 python -m pytest tests/test_fuzz.py``.
 
@@ -252,7 +253,7 @@ _OPTION_VALUES = {
     "monotonic": ([True, False, 0, 1, np.bool_(True)], ["yes", 2, None]),
     "symmetric": ([True, False, 0, [True, False], (False,), np.array([True, False]), []],
                   ["yes", 2, None, [True, 2], [[True]], {"a": True}, [0.5]]),
-    "max_components": ([1, 2], [0, 3, -1, 1.5]),
+    "max_components": ([0, 1, 2], [3, -1, 1.5, 1.0]),
     "min_snr": ([0.5, 50], [0, -1, math.nan]),
     "bg_thresh": ([0, 0.25, 3], [-0.1, math.inf]),
     "morph_step": ([0.01, 1], [0, -1]),
@@ -356,9 +357,20 @@ def _final_loss_not_worse(result):
     assert final <= initial * (1 + 1e-4) + 1e-6, (initial, final, result.status)
 
 
-@fuzz_settings(60)
+@fuzz_settings(20)
 @given(blend=blends(), max_components=st.sampled_from([1, 2]))
 def test_deblend_random_blends(blend, max_components):
+    _deblend_random_blend(blend, max_components)
+
+
+@pytest.mark.slow
+@fuzz_settings(60)
+@given(blend=blends(), max_components=st.sampled_from([1, 2]))
+def test_deblend_more_random_blends(blend, max_components):
+    _deblend_random_blend(blend, max_components)
+
+
+def _deblend_random_blend(blend, max_components):
     images, variance, psfs, mask, centers = blend
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -421,9 +433,20 @@ def _no_unflagged_nan(result):
         assert np.isfinite(result.loss).all() and np.isfinite(result.model).all()
 
 
-@fuzz_settings(12)
+@fuzz_settings(4)
 @given(blend_list=st.lists(blends(), min_size=2, max_size=3), broken=st.integers(0, 3))
 def test_batch_of_random_blends(blend_list, broken):
+    _batch_of_random_blends(blend_list, broken)
+
+
+@pytest.mark.slow
+@fuzz_settings(12)
+@given(blend_list=st.lists(blends(), min_size=2, max_size=3), broken=st.integers(0, 3))
+def test_batch_of_more_random_blends(blend_list, broken):
+    _batch_of_random_blends(blend_list, broken)
+
+
+def _batch_of_random_blends(blend_list, broken):
     items = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputWarning)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REFERENCE
 
 from scarlet_jax import io
 from scarlet_jax.errors import BadFileError, BadInputError
 from scarlet_jax.result import DeblendResult
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 LITE_JSON = REFERENCE / "hsc_cosmos_35_lite_model.json"
 MAX_ITER = 15
 
@@ -362,15 +362,18 @@ def test_import_errors(hsc, tmp_path):
     bad.write_text(json.dumps({"model_type": "scarlet_model", "blends": {"1": {}}}))
     with pytest.raises(BadFileError, match="layout"):
         io.import_scarlet_lite(bad, obs)
-    if LITE_JSON.exists():
-        from scarlet_jax import make_observation
 
-        small = make_observation(obs.images[:, :40], obs.variance[:, :40], obs.psfs,
-                                 bands=obs.bands)
-        with pytest.raises(BadInputError, match="does not match the observation"):
-            io.import_scarlet_lite(LITE_JSON, small)
-        with pytest.raises(BadInputError, match="observations"):
-            io.import_scarlet_lite(LITE_JSON, [obs, obs])
+
+def test_import_of_the_lite_reference_checks_the_observations(hsc, lite_json):
+    from scarlet_jax import make_observation
+
+    obs = hsc[0]
+    small = make_observation(obs.images[:, :40], obs.variance[:, :40], obs.psfs,
+                             bands=obs.bands)
+    with pytest.raises(BadInputError, match="does not match the observation"):
+        io.import_scarlet_lite(LITE_JSON, small)
+    with pytest.raises(BadInputError, match="observations"):
+        io.import_scarlet_lite(LITE_JSON, [obs, obs])
 
 
 # -------------------------------------------------------------------- several results in one file

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
+from conftest import REFERENCE
 
 from scarlet_jax import measure as M
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 MAX_ITER = 15  # one compiled fit shared by the result tests of this suite
 
 

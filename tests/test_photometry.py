@@ -3,17 +3,15 @@ catastrophic fluxes; the full figures come from ``benchmarks/quality.py``)."""
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REFERENCE, require_file
 
 import scarlet_jax as sj
 from scarlet_jax.measure import measure
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 BLENDS = [0, 1, 2, 3]  # 2-6 sources each, mixed blendedness and S/N
 MEDIAN_MAX = 0.3  # |F - true| / true over the (source, band) pairs
 CATASTROPHIC_MAX = 0.1  # share of pairs with |F - true| / true > 1
@@ -21,12 +19,7 @@ CATASTROPHIC_MAX = 0.1  # share of pairs with |F - true| / true > 1
 
 @pytest.fixture(scope="module")
 def dev_errors():
-    path = REFERENCE / "dev_blends.npz"
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"reference data not found at {path}")
-        pytest.skip(f"reference data not found at {path}")
-    d = np.load(path)
+    d = np.load(require_file(REFERENCE / "dev_blends.npz"))
     pairs, true = [], []
     for i in BLENDS:
         k = int(d["n_sources"][i])

@@ -177,9 +177,13 @@ def test_cache_folder_is_versioned_and_can_be_switched_off(tmp_path):
     used = out.stdout.split("DIR ")[1].strip()
     assert used == cache_dir(str(tmp_path / "c"))
     assert len(os.listdir(used)) >= 3  # the block program and its helpers were written
-    env["SCARLET_JAX_CACHE"] = "off"
-    off = code.replace('print("DIR", jax.config.jax_compilation_cache_dir)',
-                       'assert not jax.config.jax_compilation_cache_dir; print("OFF")')
+    env["SCARLET_JAX_CACHE"] = "off"  # what a fit calls first, without a second compile
+    off = textwrap.dedent("""
+        import jax
+        from scarlet_jax.cache import enable_compilation_cache
+        assert enable_compilation_cache() is None
+        assert not jax.config.jax_compilation_cache_dir; print("OFF")
+    """)
     out = subprocess.run([sys.executable, "-c", off], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
