@@ -428,6 +428,15 @@ def _detection_noise(observation: Observation, detect: np.ndarray, given: bool) 
 
 # --------------------------------------------------------------------------- the driver
 
+
+def _own_share(remaining: np.ndarray, detect: np.ndarray, center) -> float:
+    """A source's share of the detection image at its centre, in [0, 1]: what is left
+    after the brighter sources' initial morphologies were subtracted, over the total."""
+    total = float(detect[center])
+    if not total > 0:
+        return 1.0
+    return float(np.clip(remaining[center] / total, 0.0, 1.0))
+
 #: ``symmetric_dominated``: a source is dominated when its brighter neighbours give more
 #: than this fraction of the detection image at its centre.
 DOMINATED = 0.5
@@ -452,6 +461,7 @@ def init_components(
     noise_relative: bool = False,
     subtract: bool = False,
     symmetric_dominated: bool = False,
+    own_snr: bool = False,
 ) -> list[InitComponent]:
     """Initial components for every source (scarlet lite's ``FactorizedInitialization``).
 
@@ -493,6 +503,10 @@ def init_components(
         its centre. The data cannot tell such a source's light from its neighbour's, and a
         free morphology there grows over the neighbour's wing (a faint galaxy reported
         many times too bright); a symmetric one cannot keep a one-sided wing.
+      own_snr: with ``subtract``, scale a source's SNR by its own share of the detection
+        image at its centre (``remaining / detect``) before the ``min_snr`` test, so a
+        faint source on a bright neighbour's wing does not get a second, free component
+        for the neighbour's light.
 
     Returns:
       The components, source by source (core before disk), as :class:`InitComponent` with
@@ -552,6 +566,8 @@ def init_components(
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
         snr = np.floor(psf_weighted_snr(observation, (cy, cx))) / min_snr
+        if subtract and own_snr:
+            snr *= _own_share(remaining, detect, (cy, cx))
         if (subtract and symmetric_dominated and detect[cy, cx] > 0
                 and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
             dominated.add(source)

@@ -38,10 +38,12 @@ DEFAULTS: dict[str, Any] = dict(
     init_noise_relative=True,
     init_subtract=True,
     symmetric_dominated=True,
+    init_own_snr=True,
     min_snr=50.0,
     max_components=2,
     fit_spectra=True,
     weighted_spectra=False,
+    final_spectra=True,
     resize=3,
     grow=5,
     grow_margin=5,
@@ -77,10 +79,14 @@ OPTION_DOCS: dict[str, str] = dict(
                   "minus the brighter ones",
     symmetric_dominated="make a source symmetric when its centre is dominated by brighter "
                         "neighbours' light",
+    init_own_snr="with init_subtract, count only a source's own share of the light at its "
+                 "centre toward min_snr (a faint source on a bright wing gets one component)",
     min_snr="signal-to-noise needed per extra component at initialisation",
     max_components="components per source (1 or 2)",
     fit_spectra="refit all spectra jointly after initialisation",
     weighted_spectra="weight those spectrum fits by the inverse variance",
+    final_spectra="after the fit, set every spectrum to its weighted non-negative "
+                  "least-squares optimum for the fitted morphologies",
     resize="resize the boxes every this many iterations (0: never)",
     grow="pixels added around the significant pixels when a box is resized",
     grow_margin="pixels of room in the slot box around each initial box",
@@ -104,7 +110,8 @@ def option_table() -> str:
 #: The LSST pipeline recipe used for scarlet lite's reference fit of hsc_cosmos_35.
 LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0,
                                      stop_window=1, init_noise_relative=False,
-                                     init_subtract=False, symmetric_dominated=False)
+                                     init_subtract=False, symmetric_dominated=False,
+                                     init_own_snr=False, final_spectra=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +131,7 @@ class Options:
 MAX_ITER_LIMIT = 100_000
 
 _BOOLS = ("monotonic", "fit_spectra", "weighted_spectra", "init_noise_relative",
-          "init_subtract", "symmetric_dominated")
+          "init_subtract", "symmetric_dominated", "init_own_snr", "final_spectra")
 _COUNTS = ("max_iter", "min_iter", "stop_window", "resize", "grow", "grow_margin", "fit_radius",
            "max_components", "block")
 _POSITIVE = ("e_rel", "morph_step", "divergence_factor", "min_snr")

@@ -104,6 +104,7 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
         noise_relative=v["init_noise_relative"],
         subtract=v["init_subtract"],
         symmetric_dominated=v["symmetric_dominated"],
+        own_snr=v["init_own_snr"],
     )
     comps = [c._replace(symmetric=bool(flags[c.source]) or c.symmetric) for c in comps]
     return comps, centers
@@ -136,7 +137,7 @@ def unpack_result(
     state = jax.device_get(state)
     n_iter = int(state.it)
     support = np.asarray(state.support[:n]) > 0
-    return DeblendResult(
+    result = DeblendResult(
         observation=observation,
         centers=np.asarray(centers, np.float32),
         spectra=np.asarray(state.components.spectra[:n], np.float32),
@@ -151,6 +152,11 @@ def unpack_result(
         diverged=bool(state.diverged),
         options=dict(opts.values),
     )
+    if opts.values["final_spectra"]:
+        from .spectra import refit_spectra
+
+        result = refit_spectra(result)
+    return result
 
 
 def failed_result(observation, error: str, opts: Options) -> DeblendResult:
