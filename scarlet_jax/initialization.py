@@ -380,6 +380,15 @@ def _detection_noise(observation: Observation, detect: np.ndarray, given: bool) 
 
 # --------------------------------------------------------------------------- the driver
 
+def _own_share(remaining: np.ndarray, detect: np.ndarray, center) -> float:
+    """A source's share of the detection image at its centre, in [0, 1]: what is left
+    after the brighter sources' initial morphologies were subtracted, over the total."""
+    total = float(detect[center])
+    if not total > 0:
+        return 1.0
+    return float(np.clip(remaining[center] / total, 0.0, 1.0))
+
+
 #: ``symmetric_dominated``: a source is dominated when its brighter neighbours give more
 #: than this fraction of the detection image at its centre.
 DOMINATED = 0.5
@@ -403,11 +412,12 @@ def init_components(
     group of :data:`scarlet_jax.options.OPTIONS`: ``init``, ``min_snr``,
     ``initial_bg_thresh``, ``max_components``, ``monotonic``, ``fit_spectra``,
     ``weighted_spectra``, ``init_noise_relative``, ``init_subtract``,
-    ``symmetric_dominated``) come as a checked :class:`~scarlet_jax.options.InitOptions`,
+    ``symmetric_dominated``, ``init_own_snr``) come as a checked
+    :class:`~scarlet_jax.options.InitOptions`,
     or as keywords with the same names and defaults as :func:`~scarlet_jax.deblend`'s;
     keywords override ``options``. Scarlet lite's recipe (the init options of
     ``LSST_PIPELINE``) is ``initial_bg_thresh=1.0, init_noise_relative=False,
-    init_subtract=False, symmetric_dominated=False``.
+    init_subtract=False, symmetric_dominated=False, init_own_snr=False``.
 
     What each option does here:
 
@@ -441,6 +451,10 @@ def init_components(
       its centre. The data cannot tell such a source's light from its neighbour's, and a
       free morphology there grows over the neighbour's wing (a faint galaxy reported many
       times too bright); a symmetric one cannot keep a one-sided wing.
+    * ``init_own_snr``: with ``init_subtract``, scale a source's SNR by its own share of
+      the detection image at its centre (``remaining / detect``) before the ``min_snr``
+      test, so a faint source on a bright neighbour's wing does not get a second, free
+      component for the neighbour's light.
 
     Args:
       observation: the blend.
@@ -474,7 +488,7 @@ def init_components(
     max_components, monotonic = opts.max_components, opts.monotonic
     fit_spectra, weighted_spectra = opts.fit_spectra, opts.weighted_spectra
     noise_relative, subtract = opts.init_noise_relative, opts.init_subtract
-    symmetric_dominated = opts.symmetric_dominated
+    symmetric_dominated, own_snr = opts.symmetric_dominated, opts.init_own_snr
     n_bands, height, width = observation.shape
     pix = round_centers(centers, (height, width))
     if not (0 < disk_percentile < 100):
@@ -519,6 +533,8 @@ def init_components(
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
         snr = np.floor(psf_weighted_snr(observation, (cy, cx))) / min_snr
+        if subtract and own_snr:
+            snr *= _own_share(remaining, detect, (cy, cx))
         if (subtract and symmetric_dominated and detect[cy, cx] > 0
                 and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
             dominated.add(source)

@@ -207,6 +207,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     _O("symmetric_dominated", True, _boolean,
        "make a source symmetric when its centre is dominated by brighter "
        "neighbours' light", ("init",)),
+    _O("init_own_snr", True, _boolean,
+       "with init_subtract, count only a source's own share of the light at its centre "
+       "toward min_snr (a faint source on a bright wing gets one component)", ("init",)),
     _O("min_snr", 50.0, _real(strict=True),
        "signal-to-noise needed per extra component at initialisation", ("init",)),
     _O("max_components", 2, _all(_count(), _one_of((0, 1, 2))),
@@ -216,6 +219,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     _O("weighted_spectra", False, _boolean,
        "weight those spectrum fits by the inverse variance (False: every valid pixel "
        "weighs 1, as scarlet lite)", ("init",)),
+    _O("final_spectra", True, _boolean,
+       "after the fit, set every spectrum to its weighted non-negative least-squares "
+       "optimum for the fitted morphologies", ("run",)),
     _O("resize", 3, _count(), "resize the boxes every this many iterations (0: never)",
        ("fit",)),
     _O("grow", 5, _count(), "pixels added around the significant pixels when a box is "
@@ -247,7 +253,8 @@ OPTION_DOCS: dict[str, str] = {name: o.doc for name, o in OPTIONS.items()}
 #: The LSST pipeline recipe used for scarlet lite's reference fit of hsc_cosmos_35.
 LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0,
                                      stop_window=1, init_noise_relative=False,
-                                     init_subtract=False, symmetric_dominated=False)
+                                     init_subtract=False, symmetric_dominated=False,
+                                     init_own_snr=False, final_spectra=False)
 
 
 def group(name: str) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ from .packing import bucket_key, pack_blend
 from .plan import MERGE_RATIO, Plan, Planner, lanes_for, make_plan
 from .result import DeblendResult
 from .scheduler import LaneRun
+from .spectra import refit_spectra
 
 __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
            "default_max_lanes", "RunStats"]
@@ -125,7 +126,7 @@ def unpack_result(
     if losses.shape != (n_iter,):
         raise RuntimeError(f"{losses.shape[0]} losses recorded for {n_iter} iterations")
     support = np.asarray(state.support[:n]) > 0
-    return DeblendResult(
+    result = DeblendResult(
         observation=observation,
         centers=np.asarray(centers, np.float32),
         spectra=np.asarray(state.components.spectra[:n], np.float32),
@@ -140,6 +141,9 @@ def unpack_result(
         diverged=bool(state.diverged),
         options=dict(opts.values),
     )
+    if opts.run.final_spectra:
+        result = refit_spectra(result)
+    return result
 
 
 def failed_result(observation, error: str, opts: Options) -> DeblendResult:

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scarlet_jax"
 FLOORS = [
     # 0: types, pure operators and leaf utilities
     {"_version", "errors", "buckets", "cache", "components", "fft", "render", "prox", "optim",
-     "stopping", "starlet", "measure"},
+     "stopping", "starlet", "measure", "spectra"},
     # 1: built on one of those
     {"psf", "centers", "memory", "monotonicity", "likelihood", "step_sizes"},
     # 2: the observation, the constraint chain, the bucket planner
