@@ -122,7 +122,7 @@ def refit_spectra(result):
     if k * n_bands * height * width > MAX_TEMPLATE_VALUES:
         return result
     unit = dataclasses.replace(result, spectra=np.ones_like(result.spectra))
-    templates = np.asarray(unit._render(np.eye(k, dtype=np.float32)))  # (K, B, H, W)
+    templates = np.asarray(unit._models(np.eye(k, dtype=np.float32)))  # (K, B, H, W)
     obs = result.observation
     gram, rhs = normal_equations(templates, obs.images, obs.weights)
     spectra = np.stack([nnls_gram(gram[b], rhs[b]) for b in range(n_bands)], axis=1)
