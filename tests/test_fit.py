@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scarlet_jax.components import InitComponent
-from scarlet_jax.fit import FitParams, fit, init_state, run_block
+from scarlet_jax.fit import fit, init_state, run_block
 from scarlet_jax.likelihood import loss_and_grads
 from scarlet_jax.options import resolve_options
 from scarlet_jax.packing import pack_blend
@@ -115,7 +115,7 @@ def test_state_is_the_carry_and_info_the_stream(packed):
     """blackjax's split: the carried state has the same leaves whatever ``max_iter`` (no
     history in it), a block keeps its shapes and dtypes (a valid scan carry), and the loss of
     each step comes out as a (block,) info row."""
-    params = FitParams.make(bg_thresh=1.0)
+    params = resolve_options(bg_thresh=1.0).params
     short, long = (dataclasses.replace(CONFIG, max_iter=n, block=4) for n in (8, 300))
     start = init_state(packed.data, packed.placement, packed.components, params, short)
     chex.assert_trees_all_equal_shapes_and_dtypes(
@@ -133,9 +133,9 @@ def test_sweeping_traced_numbers_traces_the_block_once(packed):
     config = dataclasses.replace(CONFIG, max_iter=8, block=4)
     chex.clear_trace_counter()
     block = jax.jit(chex.assert_max_traces(run_block, n=1), static_argnames="config")
-    state = init_state(packed.data, packed.placement, packed.components, FitParams.make(),
+    state = init_state(packed.data, packed.placement, packed.components, resolve_options().params,
                        config)
     for e_rel, bg_thresh in [(1e-3, 1.0), (1e-4, 0.5)]:
-        params = FitParams.make(e_rel=e_rel, bg_thresh=bg_thresh)
+        params = resolve_options(e_rel=e_rel, bg_thresh=bg_thresh).params
         state, info = block(packed.data, packed.placement, state, params, config)
     assert int(state.it) == 8
