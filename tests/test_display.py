@@ -10,6 +10,8 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from scarlet_jax import display  # noqa: E402
+from scarlet_jax.options import resolve_options  # noqa: E402
+from scarlet_jax.pipeline import failed_result  # noqa: E402
 
 MAX_ITER = 15
 
@@ -85,19 +87,7 @@ def test_plots_write_pngs(result, tmp_path):
 
 
 def test_plots_of_a_failed_result(result, tmp_path):
-    failed = dataclasses.replace(
-        result,
-        centers=np.zeros((0, 2), np.float32),
-        spectra=np.zeros((0, 5), np.float32),
-        morphs=np.zeros((0, 1, 1), np.float32),
-        origins=np.zeros((0, 2), np.int32),
-        support=np.zeros((0, 1, 1), bool),
-        peaks=np.zeros((0, 2), np.int32),
-        component_source=np.zeros((0,), np.int32),
-        loss=np.zeros((0,), np.float32),
-        n_iter=0,
-        error="no sources",
-    )
+    failed = failed_result(result.observation, "no sources", resolve_options())
     for fn in (display.plot_data_model_residual, display.plot_scene, display.plot_sources,
                display.plot_loss):
         path = fn(failed, tmp_path / f"{fn.__name__}.png")
