@@ -563,8 +563,9 @@ def _stack_sources(tables, meta):
     columns = [Column("input", np.asarray([str(f) for f, t in tables for _ in range(len(t))],
                                           dtype=object), "", "input file")]
     for c in first.columns:
+        fill = c.values.dtype if c.values.dtype.kind == "f" else np.float64  # keep float32
         parts = [t.column(c.name).values if c.name in t.names else
-                 np.full(len(t), np.nan) for _, t in tables]
+                 np.full(len(t), np.nan, fill) for _, t in tables]
         columns.append(Column(c.name, np.concatenate(parts), c.unit, c.description))
     info = {k: v for k, v in first.meta.items() if k not in ("input", "status", "n_iter",
                                                              "chi2_per_pixel", "mask")}

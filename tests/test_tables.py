@@ -113,3 +113,21 @@ def test_failed_result_table(fitted):
     table = tables.source_table(empty, failed)
     assert len(table) == 0 and table.meta["status"] == "failed"
     assert isinstance(empty, Measurement)
+
+
+def test_batch_table_of_inputs_with_other_bands_keeps_float32(tmp_path):
+    """The CLI's stacked source table: an input without the first input's bands gets NaN in
+    those columns, and the float32 columns stay float32 (short float32 digits in the file)."""
+    from scarlet_jax.cli import _stack_sources
+
+    def table(band, flux):
+        return tables.Table([tables.Column(f"flux_{band}", np.float32([flux]), "flux", "f")],
+                            {"input": "x"})
+
+    stacked = _stack_sources([("a.npz", table("g", 1.1)), ("b.npz", table("r", 2.2))], {})
+    flux_g = stacked.column("flux_g").values
+    assert flux_g.dtype == np.float32
+    assert flux_g[0] == np.float32(1.1) and np.isnan(flux_g[1])
+    text = tables.write_table(stacked, tmp_path / "s.ecsv").read_text()
+    assert '"name": "flux_g", "unit": "flux", "datatype": "float32"' in text
+    assert "1.1" in text and "1.100000023841858" not in text
