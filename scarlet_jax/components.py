@@ -1,9 +1,12 @@
 """The shared data types of a blend, at the bottom of the import graph.
 
-A blend of K component slots fits ``Components`` (spectra and morphologies); the
-``Placement`` says where each box sits and which pixels it may use. Every box has the same
-odd shape (h, w), with the component's peak at the box centre (h // 2, w // 2). Unused
-slots (padding) have ``active=False`` and all-zero arrays. ``FitData`` is what the fit reads
+A size class of K component slots fits ``Components`` (spectra and morphologies); the
+``Placement`` says where each box sits and which pixels it may use. Every box of a class
+has the same odd shape (h, w), with the component's peak at the box centre
+(h // 2, w // 2). Unused slots (padding) have ``active=False`` and all-zero arrays. A blend
+is a tuple of classes (``tuple[Components, ...]`` with a matching ``tuple[Placement, ...]``,
+see :mod:`scarlet_jax.packing`); a lone ``Components`` is a blend of one class
+(:func:`as_classes` gives the tuple form of either). ``FitData`` is what the fit reads
 of an observation. On the host, the initialisation makes ``InitComponent`` tuples, which
 :func:`scarlet_jax.packing.pack_blend` turns into a ``PackedBlend`` of one ``BucketKey``.
 Every module that passes these around imports them from here, so no module needs the
@@ -26,6 +29,7 @@ __all__ = [
     "InitComponent",
     "PackedBlend",
     "Placement",
+    "as_classes",
     "component_models",
 ]
 
@@ -51,7 +55,8 @@ class Components:
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["origins", "bounds", "support", "active", "source", "peaks", "symmetric"],
+    data_fields=["origins", "bounds", "support", "active", "source", "peaks", "symmetric",
+                 "index"],
     meta_fields=[],
 )
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +74,8 @@ class Placement:
       peaks: (K, 2) int32 (y, x) of the component's peak in image coordinates.
       symmetric: (K,) bool, components made symmetric about their peak (used when the
         fit's ``symmetric`` constraint is compiled in).
+      index: (K,) int32 position of each slot's component in the blend's component list
+        (-1 for padding); None for a lone class in component order.
     """
 
     origins: jax.Array
@@ -78,6 +85,7 @@ class Placement:
     source: jax.Array
     peaks: jax.Array
     symmetric: jax.Array
+    index: jax.Array | None = None
 
     def replace(self, **changes) -> Placement:
         return dataclasses.replace(self, **changes)
@@ -130,24 +138,60 @@ class InitComponent(NamedTuple):
 
 
 class BucketKey(NamedTuple):
-    """Everything that sets compiled shapes for one blend."""
+    """Everything that sets compiled shapes for one blend (hashable).
+
+    Attributes:
+      n_bands: B.
+      canvas: (H, W) padded image.
+      classes: ((h, w, K_c), ...) slot box shape and slot count of each size class, by
+        increasing slot pixels (:mod:`scarlet_jax.packing`).
+      fft_shape: (Fh, Fw) FFT grid.
+    """
 
     n_bands: int
-    canvas: tuple  # (H, W) padded image
-    box: int  # common odd box side
-    slots: int  # component slots K
+    canvas: tuple
+    classes: tuple
     fft_shape: tuple
+
+    @classmethod
+    def single(cls, n_bands: int, canvas: tuple, box: int, slots: int,
+               fft_shape: tuple) -> BucketKey:
+        """The key of one class of ``slots`` square boxes of side ``box``."""
+        return cls(n_bands, tuple(canvas), ((int(box), int(box), int(slots)),),
+                   tuple(fft_shape))
+
+    @property
+    def box(self) -> int:
+        """The largest slot side (of any class, either axis)."""
+        return max(max(h, w) for h, w, _ in self.classes)
+
+    @property
+    def slots(self) -> int:
+        """Total component slots (sum of K_c)."""
+        return sum(k for _, _, k in self.classes)
+
+    @property
+    def pixels(self) -> int:
+        """Slot pixels per band (sum of K_c * h_c * w_c): the box work of an iteration."""
+        return sum(k * h * w for h, w, k in self.classes)
 
 
 class PackedBlend(NamedTuple):
-    """A blend ready for :func:`scarlet_jax.fit.fit` (device arrays, bucketed shapes)."""
+    """A blend ready for :func:`scarlet_jax.fit.fit` (device arrays, bucketed shapes);
+    ``placement`` and ``components`` are tuples over the key's size classes."""
 
     data: FitData
-    placement: Placement
-    components: Components
+    placement: tuple
+    components: tuple
     key: BucketKey
     image_shape: tuple  # unpadded (H, W)
     n_components: int
+
+
+def as_classes(tree) -> tuple:
+    """The tuple-of-classes form of a blend's :class:`Components`, :class:`Placement` or
+    per-class array: a lone one becomes a 1-tuple, a tuple stays as it is."""
+    return tuple(tree) if isinstance(tree, (tuple, list)) else (tree,)
 
 
 def component_models(components: Components) -> jax.Array:

@@ -10,6 +10,7 @@ recompile.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -19,7 +20,8 @@ from . import prox as ops
 from .components import Components
 from .monotonicity import make_monotonicity
 
-__all__ = ["ConstraintConfig", "ConstraintParams", "make_prox", "significant", "SPARSITY"]
+__all__ = ["ConstraintConfig", "ConstraintParams", "make_prox", "make_prox_classes",
+           "significant", "SPARSITY"]
 
 SPARSITY = (None, "l0", "l1")
 
@@ -82,15 +84,25 @@ def make_prox(config: ConstraintConfig, box_shape: tuple[int, int]):
     (K,) bool (which components the symmetry applies to), ``noise_rms`` (B,) and the
     traced :class:`ConstraintParams`.
     """
-    h, w = box_shape
-    center = jnp.array([h // 2, w // 2], jnp.int32)
-    mono = (
-        make_monotonicity(box_shape, config.fit_radius, return_peak=True)
-        if config.monotonic
-        else None
-    )
+    classes = make_prox_classes(config, (box_shape,))
 
-    def prox_morph_one(morph, spectrum, symmetric, noise_rms, params):
+    def prox(components: Components, support, active, symmetric, noise_rms,
+             params: ConstraintParams):
+        return classes((components,), (support,), (active,), (symmetric,), noise_rms,
+                       params)[0]
+
+    return prox
+
+
+def make_prox_classes(config: ConstraintConfig, box_shapes):
+    """:func:`make_prox` for a blend in size classes: ``prox(components, supports, actives,
+    symmetrics, noise_rms, params)`` with tuples over classes (box shapes ``box_shapes``,
+    each odd (h, w)) returns a tuple of :class:`Components`."""
+    box_shapes = tuple(tuple(int(v) for v in shape) for shape in box_shapes)
+    monos = [make_monotonicity(shape, config.fit_radius, return_peak=True)
+             if config.monotonic else None for shape in box_shapes]
+
+    def prox_morph_one(mono, center, morph, spectrum, symmetric, noise_rms, params):
         if mono is not None:
             morph, peak = mono(morph, center)
         elif config.symmetric:
@@ -106,16 +118,20 @@ def make_prox(config: ConstraintConfig, box_shape: tuple[int, int]):
         morph = ops.peak_floor(morph, center, params.peak_floor)
         return ops.max_normalize(morph)
 
-    def prox(components: Components, support, active, symmetric, noise_rms,
-             params: ConstraintParams):
-        spectra = jnp.maximum(components.spectra, params.spectrum_floor)
+    def prox_class(mono, shape, c, support, active, symmetric, noise_rms, params):
+        center = jnp.array([shape[0] // 2, shape[1] // 2], jnp.int32)
+        spectra = jnp.maximum(c.spectra, params.spectrum_floor)
         spectra = jnp.where(jnp.isfinite(spectra), spectra, params.spectrum_floor)
         spectra = jnp.where(active[:, None], spectra, 0.0)
-        morphs = components.morphs * support
-        morphs = jax.vmap(prox_morph_one, in_axes=(0, 0, 0, None, None))(
-            morphs, spectra, symmetric, noise_rms, params
-        )
-        morphs = morphs * support * active[:, None, None]
-        return Components(spectra=spectra, morphs=morphs)
+        one = functools.partial(prox_morph_one, mono, center)
+        morphs = jax.vmap(one, in_axes=(0, 0, 0, None, None))(
+            c.morphs * support, spectra, symmetric, noise_rms, params)
+        return Components(spectra=spectra, morphs=morphs * support * active[:, None, None])
+
+    def prox(components, supports, actives, symmetrics, noise_rms, params: ConstraintParams):
+        return tuple(
+            prox_class(mono, shape, c, s, a, sym, noise_rms, params)
+            for mono, shape, c, s, a, sym in zip(monos, box_shapes, components, supports,
+                                                 actives, symmetrics, strict=True))
 
     return prox

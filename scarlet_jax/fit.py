@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from . import stopping
-from .components import Components, FitData, Placement
-from .constraints import ConstraintConfig, ConstraintParams, make_prox
+from .components import Components, FitData, Placement, as_classes
+from .constraints import ConstraintConfig, ConstraintParams, make_prox_classes
 from .growth import resize_support
 from .likelihood import loss_and_grads
 from .optim import fista, proximal_adam
@@ -112,9 +112,12 @@ class FitParams(NamedTuple):
 class FitState(NamedTuple):
     """The loop carry of one blend: what the next step needs, nothing more.
 
+    The per-component fields are tuples over the blend's size classes (one entry per
+    class, see :mod:`scarlet_jax.packing`).
+
     Attributes:
       components: current parameters.
-      support: (K, h, w) float32 current box of each component inside its slot.
+      support: (K_c, h_c, w_c) float32 current box of each component inside its slot.
       opt_state: optimiser state.
       loss0: () float32 loss at the first iteration (the divergence test's scale).
       recent: (W,) float32 losses of the last ``W = stop_window`` iterations, oldest first
@@ -124,12 +127,15 @@ class FitState(NamedTuple):
       converged: () bool.
       diverged: () bool: a step produced non-finite values (the state was reverted) or the
         loss blew up.
-      needs_room: () bool: a resized box reached the edge of its slot box inside the image;
-        the loop stops so the host can re-bucket to a larger box and continue
-        (:func:`~scarlet_jax.growth.grow_state`).
+      needs_room: () bool: a resized box would reach past the edge of its slot box inside
+        the image; that step is not applied and the loop stops, so the host can move the
+        component to a larger class and go on (:func:`scarlet_jax.packing.regrow`),
+        redoing the step there: results do not depend on the slot sizes.
       best_components, best_support, best_loss: the evaluated state with the lowest finite
         loss so far; :func:`finish_state` returns it when the final state is worse (so
         they are state: the fit's answer depends on them).
+      overflow: (K_c,) bool per class: the components whose box needs a larger class (set
+        with ``needs_room``).
     """
 
     components: Components
@@ -143,8 +149,9 @@ class FitState(NamedTuple):
     diverged: jax.Array
     needs_room: jax.Array
     best_components: Components
-    best_support: jax.Array
+    best_support: Any
     best_loss: jax.Array
+    overflow: Any = ()
 
 
 class FitInfo(NamedTuple):
@@ -167,12 +174,15 @@ def make_optimizer(config: FitConfig, data: FitData, params: FitParams):
     return proximal_adam(adaprox_steps(data, params))
 
 
-def init_fit_state(components, placement: Placement, optimizer, config: FitConfig) -> FitState:
-    """The state before the first step (``optimizer`` from :func:`make_optimizer`)."""
+def init_fit_state(components, placement, optimizer, config: FitConfig) -> FitState:
+    """The state before the first step (``optimizer`` from :func:`make_optimizer`;
+    ``components``/``placement``: one class or a tuple of classes, the state holds tuples)."""
     f32 = jnp.float32
+    components, places = as_classes(components), as_classes(placement)
+    support = tuple(p.support.astype(f32) for p in places)
     return FitState(
         components=components,
-        support=placement.support.astype(f32),
+        support=support,
         opt_state=optimizer.init(components),
         loss0=jnp.array(jnp.inf, f32),
         recent=jnp.full((stopping.window_size(config.stop_window),), jnp.nan, f32),
@@ -182,8 +192,9 @@ def init_fit_state(components, placement: Placement, optimizer, config: FitConfi
         diverged=jnp.zeros((), bool),
         needs_room=jnp.zeros((), bool),
         best_components=components,
-        best_support=placement.support.astype(f32),
+        best_support=support,
         best_loss=jnp.array(jnp.inf, f32),
+        overflow=tuple(jnp.zeros(p.active.shape, bool) for p in places),
     )
 
 
@@ -202,6 +213,8 @@ def make_step(
 ):
     """Return ``step(state) -> (state, info)``: one iteration of the fit of one blend.
 
+    ``placement`` is a tuple over size classes (a lone :class:`Placement` is one class);
+    the proximal operators and the box resizing run per class, each with its box shape.
     ``gradient_fn(components, placement, data) -> (loss, grads)`` defaults to the
     hand-written :func:`~scarlet_jax.likelihood.loss_and_grads`; benchmarks swap in an
     autodiff version to compare memory. ``optimizer`` is the one the state was made with
@@ -209,38 +222,46 @@ def make_step(
     """
     if optimizer is None:
         optimizer = make_optimizer(config, data, params)
-    box_shape = tuple(placement.bounds.shape[-2:])
-    prox_fn = make_prox(config.constraints, box_shape)
+    places = as_classes(placement)
+    prox_fn = make_prox_classes(config.constraints,
+                                [tuple(p.bounds.shape[-2:]) for p in places])
+    actives = tuple(p.active for p in places)
+    symmetrics = tuple(p.symmetric for p in places)
+    no_overflow = tuple(jnp.zeros(p.active.shape, bool) for p in places)
     n_pix = jnp.sum(data.weights > 0).astype(jnp.float32)
 
     def step(state: FitState) -> tuple[FitState, FitInfo]:
-        current = placement.replace(support=state.support)
+        current = tuple(p.replace(support=s) for p, s in zip(places, state.support, strict=True))
         loss, grads = gradient_fn(state.components, current, data)
 
-        def prox(c):
-            return prox_fn(c, state.support, placement.active, placement.symmetric,
-                           data.noise_rms, params.constraints)
+        def prox(cs):
+            return prox_fn(cs, state.support, actives, symmetrics, data.noise_rms,
+                           params.constraints)
 
         components, opt_state = optimizer.update(grads, state.opt_state, state.components, prox)
         support = state.support
-        needs_room = jnp.zeros((), bool)
+        overflow = no_overflow
         if config.resize:
             # only on resize iterations (a cond: a single blend skips the work; under vmap
             # it becomes a select, as a where would be)
             def resize(args):
-                comps, sup = args
-                new, overflow = resize_support(comps, placement, sup, data.noise_rms,
-                                               params.constraints.bg_thresh, config.grow)
-                return comps.replace(morphs=comps.morphs * new), new, jnp.any(overflow)
+                comps, sups = args
+                out = [resize_support(c, p, s, data.noise_rms, params.constraints.bg_thresh,
+                                      config.grow)
+                       for c, p, s in zip(comps, places, sups, strict=True)]
+                comps = tuple(c.replace(morphs=c.morphs * new)
+                              for c, (new, _) in zip(comps, out, strict=True))
+                return comps, tuple(o[0] for o in out), tuple(o[1] for o in out)
 
             def keep(args):
-                return args + (jnp.zeros((), bool),)
+                return args + (no_overflow,)
 
             due = (state.it > 0) & (state.it % config.resize == 0)
             components, support, overflow = jax.lax.cond(due, resize, keep,
                                                          (components, support))
-            if config.rebucket:
-                needs_room = overflow
+        needs_room = jnp.zeros((), bool)
+        if config.resize and config.rebucket:
+            needs_room = functools.reduce(jnp.logical_or, [jnp.any(o) for o in overflow])
 
         loss0 = jnp.where(state.it == 0, loss, state.loss0)
         converged = stopping.converged(state.recent, state.it, loss, params.e_rel,
@@ -255,7 +276,8 @@ def make_step(
         best = dict(
             best_components=jax.tree.map(lambda b, c: jnp.where(better, c, b),
                                          state.best_components, state.components),
-            best_support=jnp.where(better, state.support, state.best_support),
+            best_support=jax.tree.map(lambda b, c: jnp.where(better, c, b),
+                                      state.best_support, state.support),
             best_loss=jnp.where(better, loss, state.best_loss),
         )
         new = FitState(
@@ -265,10 +287,11 @@ def make_step(
             loss0=loss0,
             recent=recent,
             it=it,
-            done=converged | (it >= config.max_iter) | blew_up | needs_room,
+            done=converged | (it >= config.max_iter) | blew_up,
             converged=converged,
             diverged=blew_up,
-            needs_room=needs_room & ~converged & (it < config.max_iter) & ~blew_up,
+            needs_room=jnp.zeros((), bool),
+            overflow=no_overflow,
             **best,
         )
         chex.assert_trees_all_equal_shapes_and_dtypes(new, state)  # a valid scan carry
@@ -277,9 +300,16 @@ def make_step(
             done=jnp.array(True), diverged=jnp.array(True), it=it, recent=recent, **best,
         )
         new = jax.tree.map(lambda good, bad: jnp.where(finite, good, bad), new, reverted)
+        # a box that needs a larger class: the step is not applied (no row of history, no
+        # iteration counted); the host moves the component up (packing.regrow), and the
+        # step is redone there
+        room = state._replace(done=jnp.array(True), needs_room=jnp.array(True),
+                              overflow=overflow)
+        needs_room = needs_room & finite
+        new = jax.tree.map(lambda r, n: jnp.where(needs_room, r, n), room, new)
         # a blend that is already done does not move
         new = jax.tree.map(lambda old, upd: jnp.where(state.done, old, upd), state, new)
-        return new, FitInfo(loss=recorded, ran=~state.done)
+        return new, FitInfo(loss=recorded, ran=~state.done & ~needs_room)
 
     return step
 
@@ -303,7 +333,7 @@ def fit_unjitted(
       params: traced numbers.
       config: static settings.
       state: optional state to continue from (e.g. after
-        :func:`~scarlet_jax.growth.grow_state`); its ``components`` are used and
+        :func:`~scarlet_jax.packing.regrow`); its ``components`` are used and
         ``components`` is ignored.
 
     Returns:
@@ -312,6 +342,7 @@ def fit_unjitted(
       row ``t`` for iteration ``t`` counted from ``state.it`` of the input state (NaN loss
       and ``ran`` False after the stop).
     """
+    placement = as_classes(placement)
     optimizer = make_optimizer(config, data, params)
     if state is None:
         state = init_fit_state(components, placement, optimizer, config)
@@ -351,8 +382,8 @@ def init_state(data: FitData, placement: Placement, components: Components, para
 
 
 def resume_state(state: FitState, config: FitConfig) -> FitState:
-    """A stopped state made ready to go on (after :func:`grow_state` moved it to a larger
-    slot box): ``needs_room`` cleared, ``done`` only at ``max_iter``."""
+    """A stopped state made ready to go on (after :func:`~scarlet_jax.packing.regrow`
+    moved it to a larger size class): ``needs_room`` cleared, ``done`` only at ``max_iter``."""
     return state._replace(done=state.it >= config.max_iter, needs_room=jnp.zeros((), bool))
 
 
@@ -364,7 +395,7 @@ def run_block(data: FitData, placement: Placement, state: FitState, params: FitP
     Returns:
       ``(state, info)``: the state after the block and a :class:`FitInfo` of (block,) rows.
     """
-    step = make_step(data, placement, params, config)
+    step = make_step(data, as_classes(placement), params, config)
     return jax.lax.scan(lambda s, _: step(s), state, None, length=config.block)
 
 
@@ -377,10 +408,13 @@ def finish_state(data: FitData, placement: Placement, state: FitState) -> FitSta
     is lite's; if no later state beats it, it is what comes back. A state that stopped
     with ``needs_room`` is returned as it is (it goes on in a larger slot).
     """
-    final, _ = loss_and_grads(state.components, placement.replace(support=state.support), data)
+    current = tuple(p.replace(support=s)
+                    for p, s in zip(as_classes(placement), state.support, strict=True))
+    final, _ = loss_and_grads(state.components, current, data)
     use_best = (~(final <= state.best_loss) | ~jnp.isfinite(final)) & ~state.needs_room
     return state._replace(
         components=jax.tree.map(lambda b, c: jnp.where(use_best, b, c),
                                 state.best_components, state.components),
-        support=jnp.where(use_best, state.best_support, state.support),
+        support=jax.tree.map(lambda b, c: jnp.where(use_best, b, c),
+                             state.best_support, state.support),
     )

@@ -1,18 +1,16 @@
-"""Box growth: the in-fit resizing of a component's support inside its slot box, and the
-host-side move of a fit state into larger slot boxes when a support outgrows its slot.
+"""Box growth: the in-fit resizing of a component's support inside its slot box (a
+component that outgrows its slot moves up a size class on the host:
+:func:`scarlet_jax.packing.regrow`).
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .components import Placement
 from .constraints import significant
-from .optim import ProxAdamState
 
-__all__ = ["resize_support", "grow_state"]
+__all__ = ["resize_support"]
 
 
 def resize_support(components, placement: Placement, support, noise_rms, bg_thresh, grow):
@@ -47,36 +45,3 @@ def resize_support(components, placement: Placement, support, noise_rms, bg_thre
     has = jnp.any(rows, axis=1)
     overflow = has & placement.active & (over_y | over_x)
     return jnp.where(has[:, None, None], new, support), overflow
-
-
-def grow_state(state, pad: int):
-    """Host-side: embed a :class:`~scarlet_jax.fit.FitState` in slot boxes ``2 * pad``
-    pixels larger, centred.
-
-    Morphs, supports and the optimiser's per-pixel state are padded; new pixels start as
-    a fresh optimiser would see them (moments 0, ``vhat`` -inf).
-    """
-
-    def grow(x, fill=0.0):
-        x = np.asarray(x)
-        if x.ndim == 3:
-            return np.pad(x, ((0, 0), (pad, pad), (pad, pad)), constant_values=fill)
-        return x
-
-    opt = state.opt_state
-    if isinstance(opt, ProxAdamState):
-        opt = ProxAdamState(
-            count=opt.count,
-            m=jax.tree.map(grow, opt.m),
-            v=jax.tree.map(grow, opt.v),
-            vhat=jax.tree.map(lambda x: grow(x, -np.inf), opt.vhat),
-        )
-    else:
-        opt = jax.tree.map(grow, opt)
-    return state._replace(
-        components=jax.tree.map(grow, state.components),
-        support=grow(state.support),
-        opt_state=opt,
-        best_components=jax.tree.map(grow, state.best_components),
-        best_support=grow(state.best_support),
-    )

@@ -37,8 +37,9 @@ def canvas_bytes(n_bands: int, canvas: tuple, fft_shape: tuple) -> int:
 
 def lane_bytes(key, max_iter: int) -> int:
     """Estimated device bytes of one blend (one lane) in bucket ``key`` (a
-    :class:`~scarlet_jax.components.BucketKey`: n_bands, canvas, box, slots, fft_shape)."""
-    box_pixels = key.slots * key.box * key.box
+    :class:`~scarlet_jax.components.BucketKey`: n_bands, canvas, pixels, slots,
+    fft_shape)."""
+    box_pixels = key.pixels
     # placement: bounds, support; state: morphs, m, v, vhat, best morphs, support, best
     # support; step: per-band boxes (model and extracted gradient, K x B x h x w, twice)
     boxes = (2 + 7) * box_pixels * _F32 + 4 * key.n_bands * box_pixels * _F32

@@ -23,14 +23,14 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .buckets import box_ladder, bucket_box, bucket_canvas
+from . import packing
+from .buckets import bucket_canvas
 from .cache import enable_compilation_cache
 from .centers import validate_centers
 from .components import PackedBlend
 from .detect import detect
 from .errors import BadInputError
 from .fit import FitState, resume_state
-from .growth import grow_state
 from .initialization import init_components
 from .memory import canvas_bytes, check_fits, lane_bytes, memory_limit
 from .observation import Observation, check_observation
@@ -96,20 +96,11 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
 
 def regrow(observation: Observation, comps, packed: PackedBlend, state: FitState,
            opts: Options) -> tuple[PackedBlend, FitState]:
-    """Move a blend whose box outgrew its slot (``state.needs_room``) to the next slot box
-    of the ladder, carrying its fit state (host arrays in, host arrays out).
-
-    At the box that holds the whole image from any peak no box can outgrow its slot; a
-    blend that still asks for room there goes on in the same bucket.
-    """
-    height, width = observation.shape[1:]
-    cap = bucket_box(2 * max(height, width) + 1)
-    bigger = next(b for b in box_ladder() if b > packed.key.box)
-    if packed.key.box < cap:
-        pad = (bigger - packed.key.box) // 2
-        packed = pack_blend(observation, comps, box=bigger, slots=packed.key.slots,
-                            canvas=packed.key.canvas)
-        state = grow_state(state, pad)
+    """Move the components of a blend that outgrew their size class
+    (``state.needs_room``) up a class, carrying the fit state
+    (:func:`scarlet_jax.packing.regrow`; host arrays in, host arrays out). The step that
+    overflowed was not applied: the resumed fit redoes it in the larger class."""
+    packed, state = packing.regrow(observation, comps, packed, state, opts)
     return packed, jax.device_get(resume_state(state, opts.config))
 
 
@@ -117,24 +108,24 @@ def unpack_result(
     packed: PackedBlend, state: FitState, observation: Observation, centers, opts: Options,
     losses,
 ) -> DeblendResult:
-    """Device fit state of one blend -> host :class:`DeblendResult` (padding removed);
+    """Device fit state of one blend -> host :class:`DeblendResult` (padding removed, every
+    component in one common box, :func:`scarlet_jax.packing.unpack_components`);
     ``losses`` is the loss of each iteration (the fit's ``FitInfo`` stream)."""
-    n = packed.n_components
     state = jax.device_get(state)
     n_iter = int(state.it)
     losses = np.asarray(losses, np.float32)
     if losses.shape != (n_iter,):
         raise RuntimeError(f"{losses.shape[0]} losses recorded for {n_iter} iterations")
-    support = np.asarray(state.support[:n]) > 0
+    comps = packing.unpack_components(packed, state)
     result = DeblendResult(
         observation=observation,
         centers=np.asarray(centers, np.float32),
-        spectra=np.asarray(state.components.spectra[:n], np.float32),
-        morphs=np.asarray(state.components.morphs[:n], np.float32),
-        origins=np.asarray(packed.placement.origins[:n], np.int32),
-        support=support,
-        peaks=np.asarray(packed.placement.peaks[:n], np.int32),
-        component_source=np.asarray(packed.placement.source[:n], np.int32),
+        spectra=comps["spectra"],
+        morphs=comps["morphs"],
+        origins=comps["origins"],
+        support=comps["support"],
+        peaks=comps["peaks"],
+        component_source=comps["component_source"],
         loss=losses,
         n_iter=n_iter,
         converged=bool(state.converged),
@@ -211,7 +202,7 @@ def _initialise(index: int, item, opts: Options, limit: int) -> _Job:
 
 
 def _pack(job: _Job, key, opts: Options) -> _Job:
-    job.packed = pack_blend(job.observation, job.components, box=key.box, slots=key.slots,
+    job.packed = pack_blend(job.observation, job.components, classes=key.classes,
                             canvas=key.canvas, grow_margin=opts.run.grow_margin)
     return job
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 
+from .buckets import classes_hold
 from .components import BucketKey
 from .memory import format_bytes, lane_bytes
 
@@ -39,13 +40,15 @@ MERGE_RATIO = 1.25
 def pixel_work(key: BucketKey) -> int:
     """Pixels touched per iteration in bucket ``key`` (the cost unit of the plan)."""
     fh, fw = key.fft_shape
-    return key.n_bands * (fh * fw + key.slots * key.box * key.box)
+    return key.n_bands * (fh * fw + key.pixels)
 
 
 def _holds(big: BucketKey, small: BucketKey) -> bool:
+    """Whether every component slot of ``small`` has a slot at least as large in ``big``
+    (same bands, canvas and FFT grid)."""
     return (big.n_bands, big.canvas, big.fft_shape) == (small.n_bands, small.canvas,
                                                         small.fft_shape) and (
-        big.box >= small.box and big.slots >= small.slots)
+        classes_hold(big.classes, small.classes))
 
 
 def lanes_for(n_blends: int, max_lanes: int, n_devices: int = 1, cap: int | None = None,

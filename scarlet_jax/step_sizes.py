@@ -1,12 +1,15 @@
 """The optimisers' step sizes per block of parameters (spectra, morphologies).
 
-Each ``*_steps(data, params)`` returns ``step_fn(components) -> Components`` of step sizes;
+Each ``*_steps(data, params)`` returns ``step_fn(components) -> Components`` of step sizes
+(a tuple of them for a tuple of size classes);
 ``data`` is a :class:`~scarlet_jax.components.FitData`, ``params`` a
 :class:`~scarlet_jax.fit.FitParams` (read for ``morph_step``, ``spectrum_step_noise`` and
 ``spectrum_step_rel``).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax.numpy as jnp
 
@@ -15,16 +18,23 @@ from .components import Components, FitData
 __all__ = ["adaprox_steps", "fista_steps"]
 
 
+def _per_class(one, components):
+    """``one`` on each class of a tuple of classes, or on a lone class."""
+    if isinstance(components, tuple):
+        return tuple(one(c) for c in components)
+    return one(components)
+
+
 def adaprox_steps(data: FitData, params):
     """scarlet lite's proximal Adam steps: the spectrum step is at least
     ``spectrum_step_noise`` x the band's noise rms and ``spectrum_step_rel`` x the mean of the
     spectrum; the morphology step is ``morph_step`` (relative to the peak, which is 1)."""
-    def step_fn(c: Components) -> Components:
+    def one(c: Components) -> Components:
         rel = params.spectrum_step_rel * jnp.mean(c.spectra, axis=1, keepdims=True)
         spec = jnp.maximum(data.noise_rms[None, :] * params.spectrum_step_noise, rel)
         return Components(spectra=spec, morphs=params.morph_step)
 
-    return step_fn
+    return functools.partial(_per_class, one)
 
 
 def fista_steps(data: FitData, params):
@@ -36,11 +46,11 @@ def fista_steps(data: FitData, params):
     wmax = jnp.max(data.weights, axis=(-2, -1)) * knorm2
     tiny = jnp.float32(1e-30)
 
-    def step_fn(c: Components) -> Components:
+    def one(c: Components) -> Components:
         morph_norm = jnp.sum(c.morphs**2, axis=(1, 2))  # (K,)
         spec = 0.5 / (wmax[None, :] * morph_norm[:, None] + tiny)
         lip_morph = jnp.sum(wmax[None, :] * c.spectra**2, axis=1)  # (K,)
         morph = 0.5 / (lip_morph + tiny)
         return Components(spectra=spec, morphs=morph[:, None, None])
 
-    return step_fn
+    return functools.partial(_per_class, one)

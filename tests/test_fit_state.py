@@ -1,18 +1,19 @@
-"""Host-side pieces of the fit on small arrays: ``resize_support`` (the new box of each
-component) and ``grow_state`` (a state moved to larger slot boxes)."""
+"""Host-side pieces of the fit: ``resize_support`` (the new box of each component, on
+small arrays) and ``packing.regrow`` (components moved up a size class with their state)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from test_likelihood import make_problem
+import pytest
 
-from scarlet_jax.components import Components, Placement
+from scarlet_jax.components import Components, InitComponent, Placement
 from scarlet_jax.fit import init_state
-from scarlet_jax.growth import grow_state, resize_support
+from scarlet_jax.growth import resize_support
 from scarlet_jax.optim import ProxAdamState
 from scarlet_jax.options import resolve_options
+from scarlet_jax.packing import pack_blend, regrow, unpack_components
 
 N = 11  # slot box; the peak sits at (5, 5)
 
@@ -66,46 +67,84 @@ def test_resize_support_keeps_the_peak_inside():
     assert not bool(overflow[0])
 
 
-def test_grow_state_pads_every_per_pixel_array_and_nothing_else(rng):
-    data, placement, comps = make_problem(rng)
-    opts = resolve_options(max_iter=6)
-    state = init_state(data, placement, comps, opts.params, opts.config)
-    k, h, w = comps.morphs.shape
+def _hsc_blend(hsc, reference_fit):
+    obs, _ = hsc
+    r = reference_fit
+    comps = [
+        InitComponent(int(r[f"init_comp{i}_source"]), tuple(r[f"init_comp{i}_peak"]),
+                      tuple(r[f"init_comp{i}_origin"]), r[f"init_comp{i}_spectrum"],
+                      r[f"init_comp{i}_morph"])
+        for i in range(int(r["init_n_components"]))
+    ]
+    return obs, comps
+
+
+def _slot(packed, j):
+    for c, place in enumerate(packed.placement):
+        hits = np.nonzero(np.asarray(place.index) == j)[0]
+        if hits.size:
+            return c, int(hits[0])
+    raise AssertionError(f"component {j} has no slot")
+
+
+def test_regrow_moves_a_component_up_a_class_with_its_state(hsc, reference_fit, rng):
+    """A component flagged ``overflow`` moves to a larger class; its morph, support and
+    optimiser moments move with it, centred, new pixels as a fresh optimiser sees them
+    (moments 0, ``vhat`` -inf); every other component and the rest of the state stay."""
+    obs, comps = _hsc_blend(hsc, reference_fit)
+    opts = resolve_options(max_iter=6, grow_margin=2)
+    packed = pack_blend(obs, comps, grow_margin=2)
+    state = init_state(packed.data, packed.placement, packed.components, opts.params,
+                       opts.config)
 
     def noise(tree):
         return jax.tree.map(lambda x: jnp.asarray(rng.uniform(0.1, 1, x.shape), x.dtype), tree)
 
-    opt = ProxAdamState(count=jnp.asarray(3, state.opt_state.count.dtype), m=noise(comps),
-                        v=noise(comps), vhat=noise(comps))
-    state = state._replace(opt_state=opt, it=jnp.asarray(3, jnp.int32))
-    pad = 2
-    grown = grow_state(state, pad)
-    inner = (slice(None), slice(pad, pad + h), slice(pad, pad + w))
+    opt = ProxAdamState(count=jnp.asarray(3, jnp.int32), m=noise(state.components),
+                        v=noise(state.components), vhat=noise(state.components))
+    c0, s0 = _slot(packed, 0)
+    overflow = tuple(jnp.asarray(np.arange(len(o)) == s0) & (c == c0)
+                     for c, o in enumerate(state.overflow))
+    state = state._replace(opt_state=opt, it=jnp.asarray(3, jnp.int32), overflow=overflow,
+                           needs_room=jnp.array(True))
+    new_packed, new = regrow(obs, comps, packed, state, opts)
+
+    c1, s1 = _slot(new_packed, 0)
+    h0, w0 = packed.key.classes[c0][:2]
+    h1, w1 = new_packed.key.classes[c1][:2]
+    assert h1 > h0 and w1 > w0 and new_packed.key.pixels > packed.key.pixels
+    dy, dx = (h1 - h0) // 2, (w1 - w0) // 2
+    inner = (slice(dy, dy + h0), slice(dx, dx + w0))
 
     def check(before, after, fill):
-        before, after = np.asarray(before), np.asarray(after)
-        if before.ndim != 3:  # spectra, scalars, the loss history: unchanged
-            np.testing.assert_array_equal(after, before)
-            return
-        assert after.shape == (k, h + 2 * pad, w + 2 * pad)
+        after = np.asarray(after[c1])[s1]
+        before = np.asarray(before[c0])[s0]
         np.testing.assert_array_equal(after[inner], before)  # the old box, centred
         ring = np.ones(after.shape, bool)
         ring[inner] = False
         assert (after[ring] == fill).all()
 
-    check(state.components.morphs, grown.components.morphs, 0)
-    check(state.components.spectra, grown.components.spectra, 0)
-    check(state.support, grown.support, 0)
-    for name in ("m", "v"):  # a fresh optimiser's moments in the new pixels
-        for a, b in zip(jax.tree.leaves(getattr(opt, name)),
-                        jax.tree.leaves(getattr(grown.opt_state, name)), strict=True):
-            check(a, b, 0)
-    for a, b in zip(jax.tree.leaves(opt.vhat), jax.tree.leaves(grown.opt_state.vhat),
-                    strict=True):
-        check(a, b, -np.inf)
-    assert int(grown.opt_state.count) == 3
-    padded = {"components", "support", "opt_state", "best_components", "best_support"}
-    for name in set(state._fields) - padded:  # the rest of the state is left as it was
-        for a, b in zip(jax.tree.leaves(getattr(state, name)),
-                        jax.tree.leaves(getattr(grown, name)), strict=True):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    pick = lambda tree, name: [getattr(c, name) for c in tree]  # noqa: E731
+    check(pick(state.components, "morphs"), pick(new.components, "morphs"), 0)
+    check(state.support, new.support, 0)
+    check(pick(opt.m, "morphs"), pick(new.opt_state.m, "morphs"), 0)
+    check(pick(opt.vhat, "morphs"), pick(new.opt_state.vhat, "morphs"), -np.inf)
+    np.testing.assert_array_equal(np.asarray(new.opt_state.v[c1].spectra)[s1],
+                                  np.asarray(opt.v[c0].spectra)[s0])
+    assert int(new.opt_state.count) == 3 and int(new.it) == 3
+    # every other component: same values in the same-size or larger slot
+    for j in range(1, len(comps)):
+        (a, i), (b, k) = _slot(packed, j), _slot(new_packed, j)
+        np.testing.assert_array_equal(np.asarray(new.components[b].spectra)[k],
+                                      np.asarray(state.components[a].spectra)[i])
+        assert np.asarray(new.components[b].morphs)[k].sum() == pytest.approx(
+            float(np.asarray(state.components[a].morphs)[i].sum()))
+    # the blend's components, in the result layout, are the same before and after
+    before = unpack_components(packed, state)
+    after = unpack_components(new_packed, new)
+    np.testing.assert_array_equal(before["spectra"], after["spectra"])
+    np.testing.assert_array_equal(before["peaks"], after["peaks"])
+    d = (after["morphs"].shape[-1] - before["morphs"].shape[-1]) // 2
+    crop = after["morphs"][:, d : after["morphs"].shape[-1] - d, d : after["morphs"].shape[-1] - d]
+    np.testing.assert_array_equal(crop, before["morphs"])
+    assert after["morphs"].sum() == before["morphs"].sum()

@@ -32,7 +32,7 @@ def assert_same(a, b, rtol=1e-5):
 
 
 def _key(box, slots, canvas=(48, 48), fft=(80, 80), bands=5):
-    return BucketKey(bands, canvas, box, slots, fft)
+    return BucketKey.single(bands, canvas, box, slots, fft)
 
 
 def test_merge_rule_bounds_the_padding_blend_by_blend():
