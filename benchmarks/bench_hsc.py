@@ -1,5 +1,7 @@
 """Time the fit of the embedded HSC blend (scarlet lite's pipeline recipe) on the default
-backend: compile time, time per fit and per iteration, and the same for the operators off.
+backend: the step breakdown (FFTs, box work, proximal operators, the rest), time per
+iteration against the blend's own four FFTs, compile time, and the padding of the size
+classes (slot pixels against the components' own boxes), also on a mixed synthetic set.
 
   python benchmarks/bench_hsc.py [--repeats 5] [--out benchmarks/results]
 """
@@ -13,26 +15,113 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
 import scarlet_jax as sj
-from scarlet_jax.fit import fit
+from scarlet_jax.constraints import make_prox_classes
+from scarlet_jax.fft import convolve, convolve_transpose
+from scarlet_jax.fit import fit, init_fit_state, make_optimizer, make_step
+from scarlet_jax.likelihood import loss_and_grads
 from scarlet_jax.options import resolve_options
-from scarlet_jax.packing import pack_blend
-from scarlet_jax.pipeline import prepare_blend
+from scarlet_jax.packing import pack_blend, padding
+from scarlet_jax.pipeline import prepare_blend, regrow
+
+REPS = 50  # operations per timed call (a fori_loop inside one jitted call)
 
 
-def run(opts, packed, repeats):
-    t0 = time.perf_counter()
-    state, _ = jax.block_until_ready(fit(packed.data, packed.placement, packed.components,
-                                      opts.params, opts.config))
-    first = time.perf_counter() - t0
+def best_time(f, *args, repeats=5):
+    jax.block_until_ready(f(*args))
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(fit(packed.data, packed.placement, packed.components,
-                                  opts.params, opts.config))
+        jax.block_until_ready(f(*args))
         best = min(best, time.perf_counter() - t0)
-    return first, best, int(state.it)
+    return best
+
+
+def repeated(f):
+    """jit(x -> f applied REPS times): per-op time without dispatch overhead."""
+    return jax.jit(lambda x: jax.lax.fori_loop(0, REPS, lambda i, x: f(x), x))
+
+
+def breakdown(packed, opts, repeats):
+    """ms per call of the parts of one step, on the packed layout."""
+    data, places = packed.data, packed.placement
+    config, params = opts.config, opts.params
+
+    def fft4(img):  # the four FFTs of a step: forward and transpose convolution
+        return convolve_transpose(convolve(img, data.kernel_fft, data.fft_shape) - img,
+                                  data.kernel_fft, data.fft_shape)
+
+    def lg(c):
+        _, g = loss_and_grads(c, places, data)
+        return jax.tree.map(lambda x, y: x - 1e-12 * y, c, g)
+
+    prox_fn = make_prox_classes(config.constraints, [tuple(p.bounds.shape[-2:]) for p in places])
+
+    def prox(cs):
+        return prox_fn(cs, tuple(p.support for p in places), tuple(p.active for p in places),
+                       tuple(p.symmetric for p in places), data.noise_rms, params.constraints)
+
+    step = make_step(data, places, params, config)
+    state = init_fit_state(packed.components, places, make_optimizer(config, data, params),
+                           config)
+
+    def one_step(s):  # keep stepping (never done)
+        return step(s)[0]._replace(done=jnp.array(False), it=s.it % config.max_iter + 1)
+
+    ms = {}
+    for name, f, x in [("fft4", fft4, data.images), ("loss_and_grads", lg, packed.components),
+                       ("prox", prox, packed.components), ("step", one_step, state)]:
+        ms[name] = 1e3 * best_time(repeated(f), x, repeats=repeats) / REPS
+    ms["box_work"] = ms["loss_and_grads"] - ms["fft4"]
+    ms["optimiser_and_rest"] = ms["step"] - ms["loss_and_grads"] - ms["prox"]
+    return ms
+
+
+def fit_ms_per_iter(packed, opts, repeats):
+    args = (packed.data, packed.placement, packed.components, opts.params, opts.config)
+    t0 = time.perf_counter()
+    state, _ = jax.block_until_ready(fit(*args))
+    first = time.perf_counter() - t0
+    best = best_time(fit, *args, repeats=repeats)
+    return first, 1e3 * best / int(state.it), int(state.it)
+
+
+def fit_to_end(obs, comps, opts, packed):
+    """The packed layout a converging fit ends in (components moved up as they grew: the
+    pipeline's regrow loop)."""
+    state, _ = fit(packed.data, packed.placement, packed.components, opts.params, opts.config)
+    while bool(state.needs_room):
+        packed, state = regrow(obs, comps, packed, state, opts)
+        state, _ = fit(packed.data, packed.placement, packed.components, opts.params,
+                       opts.config, state=state)
+    return packed
+
+
+def mixed_padding(n=40, seed=3):
+    """Slot pixels / own-box pixels summed over a mixed synthetic set (sizes, source counts,
+    brightness and radii drawn at random)."""
+    opts = resolve_options()
+    blends = sj.datasets.synthetic_blends(n, seed=seed, shape=[(40, 40), (64, 64), (96, 96),
+                                                               (128, 96)],
+                                          n_sources=(1, 12), radius_range=(0.8, 8.0),
+                                          flux_range=(30.0, 30000.0))
+    tot = dict(slot_pixels=0, box_pixels=0, room_pixels=0, single_box_pixels=0)
+    worst = 0.0
+    for b in blends:
+        comps, _ = prepare_blend(b.observation, b.centers, opts)
+        packed = pack_blend(b.observation, comps, grow_margin=opts["grow_margin"])
+        pad = padding(packed, comps, opts["grow_margin"])
+        one = pack_blend(b.observation, comps, box=packed.key.box, grow_margin=opts["grow_margin"])
+        for k in ("slot_pixels", "box_pixels", "room_pixels"):
+            tot[k] += pad[k]
+        tot["single_box_pixels"] += one.key.pixels
+        worst = max(worst, pad["slots_per_room"])
+    return dict(n_blends=n, **tot, slots_per_box=tot["slot_pixels"] / tot["box_pixels"],
+                slots_per_room=tot["slot_pixels"] / tot["room_pixels"],
+                single_per_box=tot["single_box_pixels"] / tot["box_pixels"],
+                worst_slots_per_room=worst)
 
 
 def main():
@@ -41,36 +130,67 @@ def main():
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     obs, centers = sj.datasets.hsc_cosmos_35()
-    rows = []
     print(f"backend={jax.default_backend()}  hsc_cosmos_35 (5x58x48, 7 sources)")
-    print(f"{'variant':<34} {'iters':>5} {'compile+run s':>13} {'fit s':>8} {'ms/iter':>8}")
     t0 = time.perf_counter()
-    opts = resolve_options(**sj.LSST_PIPELINE)
-    comps, centers = prepare_blend(obs, centers, opts)
+    base = resolve_options(**sj.LSST_PIPELINE)
+    comps, centers = prepare_blend(obs, centers, base)
     init_s = time.perf_counter() - t0
-    packed = pack_blend(obs, comps, grow_margin=opts["grow_margin"])
-    for name, extra in [("lite pipeline recipe (converging)", {}),
-                        ("100 iterations, monotonic", dict(max_iter=100, min_iter=100,
-                                                           e_rel=1e-30)),
-                        ("100 iterations, no monotonicity", dict(max_iter=100, min_iter=100,
-                                                                 e_rel=1e-30, monotonic=False)),
-                        ("100 iterations, no operators", dict(max_iter=100, min_iter=100,
-                                                              e_rel=1e-30, monotonic=False,
-                                                              bg_thresh=0.0))]:
-        o = resolve_options(**{**sj.LSST_PIPELINE, **extra})
-        # time one program: boxes stay in their first slot bucket (no re-bucketing)
+    margin = base["grow_margin"]
+    start = pack_blend(obs, comps, grow_margin=margin)
+    # the layout the converging fit ends in (components moved up as they grew)
+    end = fit_to_end(obs, comps, base, start)
+    single = pack_blend(obs, comps, box=end.key.box, grow_margin=margin)
+    layouts = {"classes at start": start, "classes at the end": end,
+               f"one class ({end.key.box}x{end.key.box})": single}
+
+    pad = {name: padding(p, comps, margin) for name, p in layouts.items()}
+    print("\npadding (slot pixels / the components' own boxes; / own boxes + grow margin):")
+    for name, p in layouts.items():
+        d = pad[name]
+        print(f"  {name:<28} {str(p.key.classes):<34} {d['slot_pixels']:6d} px  "
+              f"{d['slots_per_box']:.2f}x  {d['slots_per_room']:.2f}x")
+    mixed = mixed_padding()
+    print(f"  mixed synthetic set ({mixed['n_blends']} blends): classes "
+          f"{mixed['slots_per_box']:.2f}x / {mixed['slots_per_room']:.2f}x "
+          f"(worst blend {mixed['worst_slots_per_room']:.2f}x); one class "
+          f"{mixed['single_per_box']:.2f}x")
+
+    hundred = dict(max_iter=100, min_iter=100, e_rel=1e-30)
+    rows = []
+    print(f"\n{'layout':<28} {'variant':<26} {'iters':>5} {'compile+run s':>13} "
+          f"{'ms/iter':>8} {'/ 4 FFTs':>8}")
+    parts = {}
+    for name, packed in layouts.items():
+        o = resolve_options(**{**sj.LSST_PIPELINE, **hundred})
+        # time one program: boxes stay in their class (no moving up while timing)
         o = dataclasses.replace(o, config=dataclasses.replace(o.config, rebucket=False))
-        first, best, iters = run(o, packed, args.repeats)
-        rows.append(dict(variant=name, iterations=iters, first_call_s=first, fit_s=best,
-                         ms_per_iter=1e3 * best / iters))
-        print(f"{name:<34} {iters:5d} {first:13.2f} {best:8.4f} {1e3 * best / iters:8.2f}")
-    print(f"initialisation (host): {1e3 * init_s:.1f} ms; bucket {packed.key}")
+        ms = breakdown(packed, o, args.repeats)
+        parts[name] = ms
+        for variant, extra in [("100 iterations", {}),
+                               ("100 it., no operators", dict(monotonic=False, bg_thresh=0.0))]:
+            ov = resolve_options(**{**sj.LSST_PIPELINE, **hundred, **extra})
+            ov = dataclasses.replace(ov, config=dataclasses.replace(ov.config, rebucket=False))
+            first, per_iter, iters = fit_ms_per_iter(packed, ov, args.repeats)
+            rows.append(dict(layout=name, classes=str(packed.key.classes), variant=variant,
+                             iterations=iters, first_call_s=first, ms_per_iter=per_iter,
+                             per_iter_over_fft4=per_iter / ms["fft4"]))
+            print(f"{name:<28} {variant:<26} {iters:5d} {first:13.2f} {per_iter:8.3f} "
+                  f"{per_iter / ms['fft4']:8.2f}")
+    print(f"\nstep breakdown, ms per call ({REPS} calls in one jitted loop, best of "
+          f"{args.repeats}):")
+    cols = ["fft4", "box_work", "prox", "optimiser_and_rest", "step"]
+    print(f"  {'layout':<28} " + " ".join(f"{c:>18}" for c in cols) + f" {'step / fft4':>12}")
+    for name, ms in parts.items():
+        print(f"  {name:<28} " + " ".join(f"{ms[c]:18.3f}" for c in cols)
+              + f" {ms['step'] / ms['fft4']:12.2f}")
+    print(f"\ninitialisation (host): {1e3 * init_s:.1f} ms")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"hsc_{jax.default_backend()}.json"
-    path.write_text(json.dumps(dict(backend=jax.default_backend(), jax=jax.__version__,
-                                    init_ms=1e3 * init_s, bucket=str(packed.key), rows=rows),
-                               indent=2))
+    path.write_text(json.dumps(dict(
+        backend=jax.default_backend(), jax=jax.__version__, init_ms=1e3 * init_s,
+        padding={k: dict(v, classes=str(layouts[k].key.classes)) for k, v in pad.items()},
+        mixed_padding=mixed, breakdown_ms=parts, rows=rows), indent=2))
     print(f"wrote {path}")
 
 
