@@ -22,10 +22,10 @@ BOX_SIZES = (15, 21, 31, 41, 51, 61, 71, 81, 101, 121, 161, 201, 241)
 SLOT_COUNTS = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 CANVAS_STEP = 16
 #: The first rungs of the size-class ladder (odd slot box sides, per axis: classes may be
-#: rectangular); :func:`class_side` continues it in steps of about 10%. Finer than the box
-#: ladder at small sizes, where most components are.
-CLASS_SIDES = (5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 35, 39, 43, 47, 53, 59,
-               65, 71, 79, 87, 95, 105, 115, 127)
+#: rectangular); :func:`class_side` continues it in steps of about 1.2x. Finer than the box
+#: ladder at small sizes, where most components are; coarse enough that blends of similar
+#: sizes share a bucket (and a compiled program).
+CLASS_SIDES = (5, 7, 9, 11, 13, 15, 19, 23, 27, 31, 37, 43, 53, 63, 75, 89, 105, 127)
 
 
 def box_ladder() -> Iterator[int]:
@@ -72,7 +72,7 @@ def bucket_canvas(n: int) -> int:
 
 def class_side(n: int) -> int:
     """Smallest odd slot side of the class ladder that is >= ``n`` (:data:`CLASS_SIDES`,
-    then about 1.1x per rung, without end)."""
+    then about 1.2x per rung, without end)."""
     n = int(n)
     if n > 1 << 40:
         raise ValueError(f"box size {n} is too large")
@@ -81,7 +81,7 @@ def class_side(n: int) -> int:
             return side
     side = CLASS_SIDES[-1]
     while side < n:
-        side = int(math.ceil(side * 1.1)) | 1
+        side = int(math.ceil(side * 1.2)) | 1
     return side
 
 

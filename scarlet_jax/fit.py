@@ -271,44 +271,40 @@ def make_step(
         finite = jnp.isfinite(loss) & _all_finite(components) & _all_finite(opt_state)
         blew_up = loss > params.divergence_factor * (loss0 + n_pix)
         it = state.it + 1
+        # What the step keeps, as one select per array (the state is large; selects over
+        # all of it are a good part of a step's time):
+        # - a blend that is already done does not move;
+        # - a box that needs a larger class (``needs_room``): the step is not applied (no
+        #   row of history, no iteration counted); the host moves the component up
+        #   (packing.regrow) and the step is redone there;
+        # - a step that went non-finite: the last finite state is kept, flagged, stopped.
+        needs_room = needs_room & finite & ~state.done
+        moves = ~state.done & ~needs_room  # the step counts (a non-finite one too)
+        go = moves & finite  # its update is applied
+
+        def pick(flag, upd, old):
+            return jax.tree.map(lambda u, o: jnp.where(flag, u, o), upd, old)
+
         # the best evaluated state so far (``loss`` is the loss of ``state.components``)
-        better = jnp.isfinite(loss) & (loss < state.best_loss)
-        best = dict(
-            best_components=jax.tree.map(lambda b, c: jnp.where(better, c, b),
-                                         state.best_components, state.components),
-            best_support=jax.tree.map(lambda b, c: jnp.where(better, c, b),
-                                      state.best_support, state.support),
-            best_loss=jnp.where(better, loss, state.best_loss),
-        )
+        better = moves & jnp.isfinite(loss) & (loss < state.best_loss)
         new = FitState(
-            components=components,
-            support=support,
-            opt_state=opt_state,
-            loss0=loss0,
-            recent=recent,
-            it=it,
-            done=converged | (it >= config.max_iter) | blew_up,
-            converged=converged,
-            diverged=blew_up,
-            needs_room=jnp.zeros((), bool),
-            overflow=no_overflow,
-            **best,
+            components=pick(go, components, state.components),
+            support=pick(go, support, state.support),
+            opt_state=pick(go, opt_state, state.opt_state),
+            loss0=jnp.where(go, loss0, state.loss0),
+            recent=jnp.where(moves, recent, state.recent),
+            it=jnp.where(moves, it, state.it),
+            done=state.done | needs_room | ~finite | converged | (it >= config.max_iter)
+            | blew_up,
+            converged=jnp.where(go, converged, state.converged),
+            diverged=jnp.where(moves, ~finite | blew_up, state.diverged),
+            needs_room=state.needs_room | needs_room,
+            best_components=pick(better, state.components, state.best_components),
+            best_support=pick(better, state.support, state.best_support),
+            best_loss=jnp.where(better, loss, state.best_loss),
+            overflow=pick(needs_room, overflow, pick(state.done, state.overflow, no_overflow)),
         )
         chex.assert_trees_all_equal_shapes_and_dtypes(new, state)  # a valid scan carry
-        # a step that went non-finite: keep the last finite state, flag it, stop
-        reverted = state._replace(
-            done=jnp.array(True), diverged=jnp.array(True), it=it, recent=recent, **best,
-        )
-        new = jax.tree.map(lambda good, bad: jnp.where(finite, good, bad), new, reverted)
-        # a box that needs a larger class: the step is not applied (no row of history, no
-        # iteration counted); the host moves the component up (packing.regrow), and the
-        # step is redone there
-        room = state._replace(done=jnp.array(True), needs_room=jnp.array(True),
-                              overflow=overflow)
-        needs_room = needs_room & finite
-        new = jax.tree.map(lambda r, n: jnp.where(needs_room, r, n), room, new)
-        # a blend that is already done does not move
-        new = jax.tree.map(lambda old, upd: jnp.where(state.done, old, upd), state, new)
         return new, FitInfo(loss=recorded, ran=~state.done & ~needs_room)
 
     return step
