@@ -35,13 +35,16 @@ def assert_same(a, b, rtol=1e-5):
 
 
 def test_batch_equals_single_calls(blends):
-    """One lane per bucket (the CPU default): each blend runs the program ``deblend`` runs,
-    so results are bit-identical."""
+    """One lane per bucket (the CPU default). A blend alone in its natural bucket runs the
+    program ``deblend`` runs (bit-identical); a blend the planner merges into a larger bucket
+    runs in that bucket's size classes, whose summation order differs at float rounding
+    (measured 1.5e-7 relative on the fluxes), so the check is the issue's 1e-5 with the same
+    iteration count."""
     items = [(b.observation, b.centers) for b in blends]
     batch = deblend_batch(items, max_lanes=1, **OPTS)
     assert len(batch) == len(items)
     for (obs, centers), res in zip(items, batch, strict=True):
-        assert_same(res, sj.deblend(obs, centers, **OPTS), rtol=0)
+        assert_same(res, sj.deblend(obs, centers, **OPTS), rtol=1e-5)
 
 
 def test_hsc_in_a_batch_equals_single(hsc):
