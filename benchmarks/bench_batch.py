@@ -133,8 +133,7 @@ class _CompileLog(logging.Handler):
 
     patterns = (
         ("compile", re.compile(r"Finished XLA compilation of jit\((\w+)\) in ([0-9.e-]+) sec")),
-        ("trace", re.compile(r"Finished tracing \+ transforming (\w+) for pjit in ([0-9.e-]+) "
-                             r"sec")),
+        ("trace", re.compile(r"Finished tracing (\w+) for jit in ([0-9.e-]+) sec")),
         ("lower", re.compile(r"Finished jaxpr to MLIR module conversion jit\((\w+)\) in "
                              r"([0-9.e-]+) sec")),
     )
