@@ -13,6 +13,11 @@ replaces every leaf of the lane, and an empty lane holds a finished (frozen) sta
 
 Device work per blend is about its own iteration count (plus at most two blocks between
 its stop and its retirement), not the slowest blend's.
+
+A bucket of ONE lane on one device (the CPU default) holds the blend's own arrays (no lane
+axis) and runs :func:`advance_one`, which also returns the final state once the blend
+stops: one program per bucket besides the start of a fit, with no lane helpers. Its
+programs come from the executable store (:func:`~scarlet_jax.cache.compiled_program`).
 """
 
 from __future__ import annotations
