@@ -128,18 +128,36 @@ def mixed_items(n: int, seed: int = 7):
 
 
 class _CompileLog(logging.Handler):
-    """Collects ``jax_log_compiles`` lines: (program name, seconds)."""
+    """Collects ``jax_log_compiles`` lines: (stage, program name, seconds), stage one of
+    ``trace`` (jaxpr tracing), ``lower`` (MLIR lowering) and ``compile`` (XLA)."""
 
-    pattern = re.compile(r"Finished XLA compilation of jit\((\w+)\) in ([0-9.e-]+) sec")
+    patterns = (
+        ("compile", re.compile(r"Finished XLA compilation of jit\((\w+)\) in ([0-9.e-]+) sec")),
+        ("trace", re.compile(r"Finished tracing (\w+) for jit in ([0-9.e-]+) sec")),
+        ("lower", re.compile(r"Finished jaxpr to MLIR module conversion jit\((\w+)\) in "
+                             r"([0-9.e-]+) sec")),
+    )
 
     def __init__(self):
         super().__init__(logging.DEBUG)
         self.events = []
 
     def emit(self, record):
-        m = self.pattern.search(record.getMessage())
-        if m:
-            self.events.append((m.group(1), float(m.group(2))))
+        message = record.getMessage()
+        for stage, pattern in self.patterns:
+            m = pattern.search(message)
+            if m:
+                self.events.append((stage, m.group(1), float(m.group(2))))
+
+    def seconds(self, stage=None) -> float:
+        return sum(s for st, _, s in self.events if stage is None or st == stage)
+
+    def per_program(self, stage="compile") -> dict:
+        out = {}
+        for st, name, sec in self.events:
+            if st == stage:
+                out.setdefault(name, []).append(sec)
+        return out
 
 
 def _watch_compiles() -> _CompileLog:
@@ -152,15 +170,31 @@ def _watch_compiles() -> _CompileLog:
 
 def child(args):
     """In a fresh process: ``deblend_batch`` on the mixed set; prints JSON timings."""
+    from scarlet_jax import cache
+
     t0 = time.perf_counter()
     items = mixed_items(args.n)
     log = _watch_compiles()
+    loads = []
+    load = cache._load
+
+    def timed_load(path):  # executables read from the store (see scarlet_jax/cache.py)
+        t = time.perf_counter()
+        out = load(path)
+        loads.append((path.name.split("-")[0], time.perf_counter() - t, out is not None))
+        return out
+
+    cache._load = timed_load
     t1 = time.perf_counter()
     sj.deblend_batch(items, max_iter=args.iters)
     total = time.perf_counter() - t1
-    compile_s = sum(s for _, s in log.events)
-    print("JSON" + json.dumps(dict(total=total, compile=compile_s, data=t1 - t0,
-                                   compiles=len(log.events))))
+    per = log.per_program()
+    print("JSON" + json.dumps(dict(
+        total=total, compile=log.seconds("compile"), trace=log.seconds("trace"),
+        lower=log.seconds("lower"), data=t1 - t0, compiles=sum(map(len, per.values())),
+        block_programs=len(per.get("advance_one", [])) + len(per.get("advance", [])),
+        compile_per_program={k: [round(v, 3) for v in vs] for k, vs in per.items()},
+        loaded=sum(ok for _, _, ok in loads), load_seconds=sum(t for _, t, _ in loads))))
 
 
 def fresh(args, cache: str) -> dict:
@@ -198,10 +232,9 @@ def mixed_main(args):
     t0 = time.perf_counter()
     sj.deblend_batch(items, max_iter=args.iters)  # compiles
     first = time.perf_counter() - t0
-    per_program = {}
-    for name, sec in log.events:
-        per_program.setdefault(name, []).append(sec)
-    advance_compiles = len(per_program.get("advance", []))
+    per_program = log.per_program()
+    advance_compiles = len(per_program.get("advance", [])) + len(
+        per_program.get("advance_one", []))
     batch_s, stats = [], None
     for _ in range(args.repeats):
         stats = RunStats()
@@ -233,6 +266,8 @@ def mixed_main(args):
         compile_s_per_program={k: [round(v, 3) for v in vs] for k, vs in per_program.items()},
         fresh_empty_cache=empty, fresh_warm_cache=warm_cache,
         fresh_empty_compile_fraction=empty["compile"] / empty["total"],
+        fresh_empty_trace_lower_compile_fraction=(
+            empty["compile"] + empty["trace"] + empty["lower"]) / empty["total"],
         fresh_warm_over_warm=warm_cache["total"] / warm_batch,
         device_busy=stats.device_busy, lane_occupancy=stats.lane_occupancy,
         device_wait_s=stats.device_wait, host_wait_s=stats.host_wait,
@@ -244,14 +279,23 @@ def mixed_main(args):
           f"{rec['iterations']['max']})")
     print(f"  warm deblend_batch        {warm_batch:8.2f} s")
     print(f"  warm loop of deblend      {warm_loop:8.2f} s   (batch {rec['speedup']:.2f}x faster)")
-    print(f"  fresh, empty cache        {empty['total']:8.2f} s   (compile {empty['compile']:.2f}"
-          f" s = {rec['fresh_empty_compile_fraction']:.0%}, {empty['compiles']} programs)")
-    print(f"  fresh, warm cache         {warm_cache['total']:8.2f} s   "
-          f"({rec['fresh_warm_over_warm']:.2f}x warm in-process)")
+    for name, f in (("empty", empty), ("warm", warm_cache)):
+        print(f"  fresh, {name} cache {'' if name == 'warm' else ' '}       {f['total']:8.2f} s   "
+              f"(XLA compile {f['compile']:.2f} s = {f['compile'] / f['total']:.0%}, tracing "
+              f"{f['trace']:.2f} s, lowering {f['lower']:.2f} s; {f['compiles']} programs "
+              f"compiled, {f['block_programs']} of them block programs; {f['loaded']} "
+              f"executables loaded in {f['load_seconds']:.2f} s)")
+    print(f"  fresh warm / warm         {rec['fresh_warm_over_warm']:.2f}x; fresh empty: "
+          f"compile share {rec['fresh_empty_compile_fraction']:.0%} (with tracing and "
+          f"lowering {rec['fresh_empty_trace_lower_compile_fraction']:.0%}; summed over "
+          "threads)")
+    print("  fresh, empty cache, XLA compile per program (s): " + ", ".join(
+        f"{k} {np.mean(v):.2f} x{len(v)}" for k, v in sorted(
+            empty["compile_per_program"].items(), key=lambda kv: -sum(kv[1]))[:8]))
     print(f"  block programs compiled   {advance_compiles} for {len(plan.buckets)} planned "
           f"buckets; per program (s): " + ", ".join(
               f"{k} {np.mean(v):.2f} x{len(v)}" for k, v in per_program.items()
-              if k in ("advance", "read_lane", "write_lane", "init_state")))
+              if k in ("advance", "advance_one", "read_lane", "write_lane", "init_state")))
     print(f"  padding                   pixels {plan.padding:.2f}x, lanes "
           f"{plan.lane_padding:.2f}x; lane occupancy {stats.lane_occupancy:.0%}")
     print(f"  device busy               {stats.device_busy:.0%} (host waited "

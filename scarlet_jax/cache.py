@@ -13,14 +13,29 @@ loads the compiled programs from disk instead of compiling them again. Importing
 - Every program is cached (``jax_persistent_cache_min_compile_time_secs = 0`` and
   ``jax_persistent_cache_min_entry_size_bytes = 0``): a fit's programs take seconds to
   compile, and even its small helpers are worth a disk read in a fresh process.
+
+JAX's cache skips only XLA's compilation: a fresh process still traces and lowers every
+program (for a fit's block program, as long as compiling it). So the scheduler's programs
+(the block program and the start of a fit) also go through :func:`compiled_program`, which
+stores the compiled *executable* (``jax.experimental.serialize_executable``) in
+``<cache folder>/executables``, keyed by the program's name, the shapes, dtypes and tree of
+its arguments, its static arguments, the backend and device kind, and a hash of this
+package's source (the folder is already per jax/jaxlib version). A warm process loads it
+and runs it, with no tracing, lowering or compiling. Any entry that fails to load (corrupt,
+truncated, from another build) is compiled again and rewritten. The same opt-out
+(``SCARLET_JAX_CACHE=off``) switches the store off; then the programs are plain ``jax.jit``.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import pickle
 from pathlib import Path
 
-__all__ = ["CACHE_ENV", "OFF", "cache_dir", "enable_compilation_cache"]
+__all__ = ["CACHE_ENV", "OFF", "cache_dir", "enable_compilation_cache", "compiled_program",
+           "program_key", "is_stored"]
 
 CACHE_ENV = "SCARLET_JAX_CACHE"
 OFF = ("off", "0", "none", "false", "no")
@@ -60,3 +75,151 @@ def enable_compilation_cache(path: str | None = None) -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return folder
+
+
+# ------------------------------------------------------------------ executable store
+
+_MAGIC = b"SJEX1"
+
+
+@functools.lru_cache(maxsize=1)
+def _source_hash() -> str:
+    """sha256 of this package's source files (any edit makes new keys; pure per process)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _leaf_signature(x) -> tuple:
+    if isinstance(x, (bool, int, float, complex)):
+        return ("py", type(x).__name__)  # a weak-typed scalar in jit
+    return (tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False)))
+
+
+def _signature(fn, args, static: dict) -> tuple:
+    import jax
+
+    leaves, tree = jax.tree.flatten(args)
+    return (fn.__name__, str(tree), tuple(_leaf_signature(x) for x in leaves),
+            tuple(sorted((k, repr(v)) for k, v in static.items())))
+
+
+def _context_key(text: str) -> str:
+    import jax
+
+    device = jax.local_devices()[0]
+    return hashlib.sha256(repr((text, device.platform, device.device_kind,
+                                _source_hash())).encode()).hexdigest()
+
+
+def _label_path(label: str) -> Path | None:
+    store = _store_dir()
+    return None if store is None else store / "labels" / _context_key(label)
+
+
+def is_stored(label: str) -> bool:
+    """True when a program stored with ``label`` (see :func:`compiled_program`) is in the
+    store for this backend and package source (then it needs no compile)."""
+    path = _label_path(label)
+    return path is not None and path.exists()
+
+
+def program_key(fn, args, static: dict) -> str:
+    """The store's key of ``fn(*args, **static)``: a sha256 over the program's name, its
+    arguments' tree, shapes, dtypes and weak types, ``repr`` of its static arguments, the
+    backend and device kind, and this package's source hash."""
+    return _context_key(repr(_signature(fn, args, static)))
+
+
+def _store_dir() -> Path | None:
+    folder = cache_dir()
+    return None if folder is None else Path(folder) / "executables"
+
+
+def _load(path: Path):
+    """The executable stored at ``path``, or None when absent or unreadable."""
+    from jax.experimental import serialize_executable
+
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        head, digest, payload = raw[:5], raw[5:37], raw[37:]
+        if head != _MAGIC or hashlib.sha256(payload).digest() != digest:
+            return None
+        blob, in_tree, out_tree = pickle.loads(payload)
+        return serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
+    except Exception:  # any load failure: compile again (never a crash)
+        return None
+
+
+def _save(path: Path, compiled) -> None:
+    from jax.experimental import serialize_executable
+
+    try:
+        payload = pickle.dumps(serialize_executable.serialize(compiled))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(_MAGIC + hashlib.sha256(payload).digest() + payload)
+        os.replace(tmp, path)  # atomic: a reader sees the old entry or the whole new one
+    except Exception:  # a read-only or full disk, an unserialisable program: run without
+        return
+
+
+_PROGRAMS: dict = {}  # signature -> executable: this process's programs (as jit's own cache)
+_HITS = [0]  # hits of JAX's persistent cache in this process (a monitoring listener counts)
+
+
+def _count_hits(event: str, **kwargs) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _HITS[0] += 1
+
+
+@functools.lru_cache(maxsize=1)
+def _listen() -> None:
+    """Count JAX's persistent-cache hits (once per process): an executable that came from
+    JAX's cache serialises without its kernels on XLA:CPU (jax 0.10.2: the reloaded copy
+    fails with "Function ... not found"), so such a compile is never stored."""
+    import jax
+
+    jax.monitoring.register_event_listener(_count_hits)
+
+
+def compiled_program(fn, args: tuple, static: dict, label: str | None = None):
+    """A callable that runs ``fn(*args, **static)`` for arguments shaped like ``args``.
+
+    ``fn`` is a ``jax.jit`` function. With the cache on (see the module docstring) the
+    compiled executable comes from this process's table, else from the store on disk, else
+    it is compiled (``fn.lower(...).compile()``, through JAX's persistent cache) and stored
+    (unless JAX's cache supplied it: see :func:`_listen`).
+    The callable takes only the dynamic arguments, in order.
+    With the cache off it is ``fn`` with ``static`` bound.
+    ``label`` names the program for :func:`is_stored` (a planner asks it before the
+    arguments exist).
+    """
+    store = _store_dir()
+    if store is None:
+        return functools.partial(fn, **static)
+    signature = _signature(fn, args, static)
+    program = _PROGRAMS.get(signature)
+    if program is None:
+        path = store / f"{fn.__name__}-{program_key(fn, args, static)}.bin"
+        program = _load(path)
+        if program is None:
+            _listen()
+            hits = _HITS[0]
+            program = fn.lower(*args, **static).compile()
+            if _HITS[0] == hits:  # compiled here, not read from JAX's cache: storable
+                _save(path, program)
+        _PROGRAMS[signature] = program
+        marker = None if label is None else _label_path(label)
+        if marker is not None and path.exists() and not marker.exists():
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(label)
+            except OSError:
+                pass
+    return program

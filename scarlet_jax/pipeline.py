@@ -25,7 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import packing
 from .buckets import bucket_canvas
-from .cache import enable_compilation_cache
+from .cache import enable_compilation_cache, is_stored
 from .centers import validate_centers
 from .components import PackedBlend
 from .detect import detect
@@ -36,9 +36,9 @@ from .memory import canvas_bytes, check_fits, lane_bytes, memory_limit
 from .observation import Observation, check_observation
 from .options import Options, resolve_options
 from .packing import bucket_key, pack_blend
-from .plan import MERGE_RATIO, Plan, Planner, lanes_for, make_plan
+from .plan import COST_ESTIMATES, MERGE_RATIO, Plan, Planner, lanes_for, make_plan
 from .result import DeblendResult
-from .scheduler import LaneRun
+from .scheduler import LaneRun, block_label
 from .spectra import refit_spectra
 
 __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
@@ -50,6 +50,23 @@ __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
 # and host work still overlaps); an accelerator wants many lanes.
 _CPU_LANES = 1
 _ACCELERATOR_LANES = 256
+
+
+def make_planner(merge_ratio: float, opts: Options, max_lanes: int, devices: int,
+                 compile_trade: bool = True) -> Planner:
+    """The :class:`~scarlet_jax.plan.Planner` of a run: the merge rule, and the compile
+    trade with this backend's estimates (a bucket whose one-lane block program is in the
+    executable store costs no compile)."""
+    if not compile_trade:
+        return Planner(merge_ratio)
+    platform = jax.local_devices()[0].platform
+    cost = COST_ESTIMATES.get(platform, COST_ESTIMATES["gpu"])
+    cost = dataclasses.replace(cost, iterations=min(cost.iterations, opts.config.max_iter))
+    stored = None
+    if max_lanes == 1 and devices == 1:  # the programs the executable store holds
+        def stored(key):
+            return is_stored(block_label(key, opts.config))
+    return Planner(merge_ratio, cost, stored)
 
 
 def default_max_lanes() -> int:
@@ -296,7 +313,8 @@ class _Prep(threading.Thread):
 
 def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
         raise_errors: bool = False, merge_ratio: float = MERGE_RATIO,
-        memory_limit_bytes=None, ahead: int | None = None, progress=None,
+        compile_trade: bool = True, memory_limit_bytes=None, ahead: int | None = None,
+        progress=None,
         stats: RunStats | None = None) -> list[DeblendResult]:
     """Deblend ``items`` (``(observation, centers)`` pairs or observations) in input order.
 
@@ -308,6 +326,8 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
       raise_errors: raise a blend's :class:`BadInputError` (else it gets a failed result
         and a warning).
       merge_ratio: the plan's merge rule (:mod:`scarlet_jax.plan`).
+      compile_trade: also fold a blend into a larger bucket when its padding costs less
+        than compiling its own bucket (:mod:`scarlet_jax.plan`).
       memory_limit_bytes: see :func:`scarlet_jax.memory.memory_limit`.
       ahead: blocks kept in flight before the host reads a bucket's flags. Default 1 with
         several lanes (the device does not wait for the host between blocks; a finished
@@ -323,7 +343,7 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
     max_lanes = default_max_lanes() if max_lanes is None else int(max_lanes)
     ahead = (1 if max_lanes > 1 else 0) if ahead is None else int(ahead)
     limit = memory_limit(memory_limit_bytes)
-    planner = Planner(merge_ratio)
+    planner = make_planner(merge_ratio, opts, max_lanes, devices, compile_trade)
     sharding = _sharding(devices)
     results: list[DeblendResult | None] = [None] * len(items)
     inbox: queue.Queue = queue.Queue(maxsize=64)
@@ -353,6 +373,9 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
                                            state, opts)
             inbox.put(("again", job))
             return None
+        # host copies first: slicing device arrays would compile a program per shape
+        state = jax.device_get(state)
+        job.packed = job.packed._replace(placement=jax.device_get(job.packed.placement))
         res = unpack_result(job.packed, state, job.observation, job.centers, opts,
                             job.losses)
         results[job.index] = res
@@ -446,7 +469,8 @@ def _plan_jobs(items, max_lanes, devices, merge_ratio, memory_limit_bytes, optio
     devices = len(jax.local_devices()) if devices is None else int(devices)
     opts = resolve_options(**options)
     limit = memory_limit(memory_limit_bytes)
-    planner = Planner(merge_ratio)
+    max_lanes = default_max_lanes() if max_lanes is None else int(max_lanes)
+    planner = make_planner(merge_ratio, opts, max_lanes, devices)
     errors, first = {}, {}
     for i, item in enumerate(items):
         try:
@@ -455,7 +479,6 @@ def _plan_jobs(items, max_lanes, devices, merge_ratio, memory_limit_bytes, optio
             errors[i] = str(err)
             continue
         first.setdefault(planner.assign(job.natural), job)
-    max_lanes = default_max_lanes() if max_lanes is None else int(max_lanes)
     the_plan = make_plan(planner, len(items), errors, max_lanes, devices, limit,
                          opts.config.max_iter, opts.config.block)
     return the_plan, opts, first, devices

@@ -17,6 +17,24 @@ bucket, so the work of a blend in a bucket is its iterations times the bucket's 
 work, and the rule bounds the merged pixel-iterations by ``merge_ratio`` times the sum of
 the separate ones, blend by blend.
 
+Compiling a program also costs time (seconds per block program, far more than a blend's
+fit on a CPU), so a second rule trades padding against compiles:
+
+    a blend that the first rule leaves alone joins the cheapest bucket of its image group
+    that holds it when the padding costs less than compiling its own bucket's program:
+    the blends of one natural bucket folded this way add in all at most
+
+        sum (pixel_work(bucket) - pixel_work(natural)) * iterations * pixel_seconds
+            <= compile_seconds
+
+    where ``iterations`` is the expected iterations of a blend (:data:`EXPECTED_ITERATIONS`,
+    at most ``max_iter``), ``pixel_seconds`` the time of one pixel-iteration and
+    ``compile_seconds`` the time to trace, lower and compile a block program on the backend
+    (:data:`COST_ESTIMATES`); a natural bucket whose program is already stored (the
+    executable store of :mod:`scarlet_jax.cache`) costs nothing to compile, so it never
+    folds. Once its folded padding would pass ``compile_seconds``, the natural bucket
+    opens, and its later blends run there.
+
 Blends are assigned in input order (the first blend of a kind opens its bucket), so a
 plan is deterministic; a bucket's lanes are ``min(max_lanes, next power of two >= its
 blends)``, rounded to a multiple of the device count and capped by memory.
@@ -26,15 +44,50 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 
 from .buckets import classes_hold
 from .components import BucketKey
 from .memory import format_bytes, lane_bytes
 
-__all__ = ["MERGE_RATIO", "pixel_work", "Planner", "PlannedBucket", "Plan", "lanes_for"]
+__all__ = ["MERGE_RATIO", "COST_ESTIMATES", "EXPECTED_ITERATIONS", "CompileCost",
+           "pixel_work", "Planner", "PlannedBucket", "Plan", "lanes_for"]
 
 #: Default bound on a merged bucket's pixel work relative to a blend's own bucket.
 MERGE_RATIO = 1.25
+
+#: Iterations a blend is expected to run, for the compile trade (mixed survey-like set:
+#: median 16, most under 60).
+EXPECTED_ITERATIONS = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileCost:
+    """The compile trade's estimates for one backend.
+
+    Attributes:
+      compile_seconds: seconds to trace, lower and compile one block program.
+      pixel_seconds: seconds per pixel-iteration (:func:`pixel_work` x iterations).
+      iterations: expected iterations of a blend.
+    """
+
+    compile_seconds: float
+    pixel_seconds: float
+    iterations: int = EXPECTED_ITERATIONS
+
+    def padding_seconds(self, bucket: BucketKey, natural: BucketKey) -> float:
+        return (pixel_work(bucket) - pixel_work(natural)) * self.iterations * self.pixel_seconds
+
+
+#: Per-backend estimates. CPU (2 cores, idle): a block program traces, lowers and compiles
+#: in 4-8 s; a 64x64, 5-band, 8-slot blend runs 3 ms per iteration at 1.1e5 pixel work
+#: (2.7e-8 s per pixel-iteration). Accelerators: compiles of 10-20 s, and ~1e-11 s per
+#: pixel-iteration with hundreds of lanes, so there a small bucket nearly always folds.
+COST_ESTIMATES = {
+    "cpu": CompileCost(compile_seconds=6.0, pixel_seconds=2.7e-8),
+    "gpu": CompileCost(compile_seconds=10.0, pixel_seconds=1e-11),
+    "tpu": CompileCost(compile_seconds=20.0, pixel_seconds=1e-11),
+}
 
 
 def pixel_work(key: BucketKey) -> int:
@@ -63,25 +116,56 @@ def lanes_for(n_blends: int, max_lanes: int, n_devices: int = 1, cap: int | None
 
 
 class Planner:
-    """Assigns natural bucket keys to buckets by the merge rule (thread-safe, in order)."""
+    """Assigns natural bucket keys to buckets by the two rules (thread-safe, in order).
 
-    def __init__(self, merge_ratio: float = MERGE_RATIO):
+    Args:
+      merge_ratio: the merge rule's bound on pixel work.
+      cost: the compile trade's estimates; None: no compile trade (only the merge rule).
+      is_stored: ``is_stored(natural)`` is True when the block program of bucket
+        ``natural`` needs no compile (it is in the executable store).
+    """
+
+    def __init__(self, merge_ratio: float = MERGE_RATIO, cost: CompileCost | None = None,
+                 is_stored: Callable[[BucketKey], bool] | None = None):
         if not merge_ratio >= 1:
             raise ValueError(f"merge_ratio must be >= 1, got {merge_ratio}")
         self.merge_ratio = float(merge_ratio)
+        self.cost = cost
+        self.is_stored = is_stored
         self.buckets: list[BucketKey] = []
         self.members: dict[BucketKey, list[BucketKey]] = {}
+        self.folded: dict[BucketKey, float] = {}  # natural -> padding seconds folded so far
+        self.folds = 0  # blends placed by the compile trade
         self._lock = threading.Lock()
+
+    def _fold(self, natural: BucketKey) -> BucketKey | None:
+        """The bucket the compile trade puts ``natural`` in, or None (open its own)."""
+        if self.cost is None or natural in self.members:
+            return None
+        holders = [k for k in self.buckets if _holds(k, natural)]
+        if not holders:
+            return None
+        if self.is_stored is not None and self.is_stored(natural):
+            return None
+        bucket = min(holders, key=pixel_work)
+        spent = self.folded.get(natural, 0.0) + self.cost.padding_seconds(bucket, natural)
+        if spent > self.cost.compile_seconds:
+            return None
+        self.folded[natural] = spent
+        return bucket
 
     def assign(self, natural: BucketKey) -> BucketKey:
         """The bucket a blend of natural bucket ``natural`` runs in (opening it if new)."""
         with self._lock:
             budget = self.merge_ratio * pixel_work(natural)
             fits = [k for k in self.buckets if _holds(k, natural) and pixel_work(k) <= budget]
-            key = min(fits, key=pixel_work) if fits else natural
-            if not fits:
+            key = min(fits, key=pixel_work) if fits else self._fold(natural)
+            if key is None:
+                key = natural
                 self.buckets.append(key)
                 self.members[key] = []
+            elif not fits:
+                self.folds += 1
             self.members[key].append(natural)
             return key
 
@@ -95,6 +179,7 @@ class PlannedBucket:
     lanes: int
     padding: float  # bucket pixel work / natural pixel work, summed over its blends
     lane_bytes: int
+    stored: bool = False  # its block program is in the executable store (no compile)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +187,11 @@ class Plan:
     """What :func:`~scarlet_jax.deblend_batch` will run: buckets, lanes, padding, programs.
 
     ``programs`` lists the compiled programs: per bucket the block program (``block``
-    iterations on all lanes) and its three small helpers (start a lane's state, write a
-    lane, read a finished lane). Blends whose boxes outgrow their slot during the fit move
-    to a bucket with a larger box, which may add programs that no plan can foresee.
+    iterations on all lanes) and a small program that starts a fit; a bucket of several
+    lanes also has two lane helpers (write a lane, read a finished lane), while a one-lane
+    bucket's block program returns the final state itself. Blends whose boxes outgrow their
+    slot during the fit move to a bucket with a larger box, which may add programs that no
+    plan can foresee.
     """
 
     buckets: tuple[PlannedBucket, ...]
@@ -113,6 +200,8 @@ class Plan:
     errors: dict  # input index -> message
     merge_ratio: float
     block: int
+    cost: CompileCost | None = None
+    folds: int = 0  # blends placed in a larger bucket by the compile trade
 
     @property
     def padding(self) -> float:
@@ -140,7 +229,14 @@ class Plan:
     def __str__(self) -> str:
         lines = [f"Plan: {self.n_items} blends ({self.n_failed} failed) in "
                  f"{len(self.buckets)} buckets, pixel padding {self.padding:.2f}x, lane "
-                 f"padding {self.lane_padding:.2f}x (merge_ratio {self.merge_ratio})",
+                 f"padding {self.lane_padding:.2f}x",
+                 f"  rules: share a bucket when its pixel work is <= {self.merge_ratio}x a "
+                 "blend's own; " + (
+                     "else fold into a larger bucket while the padding costs less than a "
+                     f"compile: sum(extra pixel work) x {self.cost.iterations} iterations x "
+                     f"{self.cost.pixel_seconds:.2g} s <= {self.cost.compile_seconds:g} s per "
+                     f"program (stored programs cost 0); {self.folds} blends folded"
+                     if self.cost is not None else "no compile trade"),
                  f"  {'bands':>5} {'canvas':>9} {'fft':>9} {'box':>4} {'slots':>5} "
                  f"{'blends':>6} {'lanes':>5} {'padding':>7} {'memory/lane':>11}"]
         for b in self.buckets:
@@ -150,9 +246,14 @@ class Plan:
                 f"{k.fft_shape[0]:>4}x{k.fft_shape[1]:<4} {k.box:>4} {k.slots:>5} "
                 f"{b.n_blends:>6} {b.lanes:>5} {b.padding:>6.2f}x "
                 f"{format_bytes(b.lane_bytes):>11}")
-        lines.append(f"  programs to compile: {len(self.buckets)} block programs (+3 small "
-                     "lane helpers each)")
-        lines += [f"    {p}" for p in self.programs]
+        stored = sum(b.stored for b in self.buckets)
+        helpers = ("+1 small program each: the start of a fit" if all(
+            b.lanes == 1 for b in self.buckets) else "+3 small lane helpers each: start, "
+            "write and read a lane; +1 for one-lane buckets")
+        lines.append(f"  programs to compile: {len(self.buckets) - stored} block programs "
+                     f"({helpers}); {stored} stored already")
+        lines += [f"    {p}{' (stored)' if b.stored else ''}"
+                  for p, b in zip(self.programs, self.buckets, strict=True)]
         for i, err in list(self.errors.items())[:10]:
             lines.append(f"  blend {i} fails: {err}")
         return "\n".join(lines)
@@ -170,5 +271,7 @@ def make_plan(planner: Planner, n_items: int, errors: dict, max_lanes: int, n_de
         lanes = lanes_for(len(naturals), max_lanes, n_devices,
                           cap=max(memory_limit // per_lane, 1), min_lanes=min_lanes)
         padding = sum(pixel_work(key) / pixel_work(n) for n in naturals) / len(naturals)
-        buckets.append(PlannedBucket(key, len(naturals), lanes, padding, per_lane))
-    return Plan(tuple(buckets), n_items, len(errors), dict(errors), planner.merge_ratio, block)
+        stored = bool(planner.is_stored(key)) if planner.is_stored is not None else False
+        buckets.append(PlannedBucket(key, len(naturals), lanes, padding, per_lane, stored))
+    return Plan(tuple(buckets), n_items, len(errors), dict(errors), planner.merge_ratio, block,
+                planner.cost, planner.folds)

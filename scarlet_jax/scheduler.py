@@ -13,6 +13,11 @@ replaces every leaf of the lane, and an empty lane holds a finished (frozen) sta
 
 Device work per blend is about its own iteration count (plus at most two blocks between
 its stop and its retirement), not the slowest blend's.
+
+A bucket of ONE lane on one device (the CPU default) holds the blend's own arrays (no lane
+axis) and runs :func:`advance_one`, which also returns the final state once the blend
+stops: one program per bucket besides the start of a fit, with no lane helpers. Its
+programs come from the executable store (:func:`~scarlet_jax.cache.compiled_program`).
 """
 
 from __future__ import annotations
@@ -21,11 +26,19 @@ import functools
 from collections import deque
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from .cache import compiled_program
 from .fit import FitConfig, FitParams, finish_state, init_state, run_block
 
-__all__ = ["advance", "write_lane", "read_lane", "start_state", "LaneRun"]
+__all__ = ["advance", "advance_one", "write_lane", "read_lane", "start_state", "LaneRun",
+           "block_label"]
+
+
+def block_label(key, config: FitConfig) -> str:
+    """The executable store's label of bucket ``key``'s one-lane block program."""
+    return f"advance_one {key!r} {config!r}"
 
 
 @functools.partial(jax.jit, static_argnames="config", donate_argnums=(2,))
@@ -44,6 +57,22 @@ def advance(data, placement, state, params: FitParams, config: FitConfig):
         new, info = jax.vmap(lambda d, p, s: run_block(d, p, s, params, config))(
             data, placement, state)
     return new, jax.numpy.stack([new.done, new.needs_room]), info
+
+
+@functools.partial(jax.jit, static_argnames="config", donate_argnums=(2,))
+def advance_one(data, placement, state, params: FitParams, config: FitConfig):
+    """``config.block`` iterations of ONE blend (no lane axis), and its final state once it
+    stops: the program of a one-lane bucket (the CPU default), which then needs neither
+    :func:`write_lane` nor :func:`read_lane` (the lane is the blend's own arrays).
+
+    Returns:
+      ``(state, flags, info)``: the new state (:func:`~scarlet_jax.fit.finish_state` of it
+      when done: a real branch, one blend is not vmapped), (2,) bool ``[done, needs_room]``
+      and the block's :class:`~scarlet_jax.fit.FitInfo` rows, (block,) arrays.
+    """
+    new, info = run_block(data, placement, state, params, config)
+    new = jax.lax.cond(new.done, lambda s: finish_state(data, placement, s), lambda s: s, new)
+    return new, jnp.stack([new.done, new.needs_room]), info
 
 
 @functools.partial(jax.jit, donate_argnums=(0,))
@@ -87,6 +116,8 @@ class LaneRun:
         self.queue: deque = deque()
         self.jobs: list = [None] * n_lanes
         self.filled_at = [0] * n_lanes  # block index from which a lane's flags are its job's
+        # one lane on one device: the lane is the blend's own arrays (advance_one)
+        self.solo = n_lanes == 1 and sharding is None
         self.lanes = None
         self.pending: deque = deque()  # (block index, (2, L) flags, FitInfo) on device
         self.blocks = 0
@@ -100,8 +131,10 @@ class LaneRun:
         packed = job.packed
         state = job.state
         if state is None:
-            state = start_state(packed.data, packed.placement, packed.components,
-                                self.params, self.config)
+            program = compiled_program(start_state, (packed.data, packed.placement,
+                                                     packed.components, self.params),
+                                       dict(config=self.config))
+            state = program(packed.data, packed.placement, packed.components, self.params)
         return (packed.data, packed.placement, state)
 
     def _start(self, one) -> None:
@@ -124,9 +157,12 @@ class LaneRun:
                 continue
             job = self.queue.popleft()
             one = self._lane_of(job)
-            if self.lanes is None:
-                self._start(one)
-            self.lanes = write_lane(self.lanes, np.int32(i), one)
+            if self.solo:
+                self.lanes = one  # the blend's own arrays: no lane axis, nothing to write
+            else:
+                if self.lanes is None:
+                    self._start(one)
+                self.lanes = write_lane(self.lanes, np.int32(i), one)
             self.jobs[i] = job
             self.filled_at[i] = self.blocks
             n += 1
@@ -135,7 +171,13 @@ class LaneRun:
     def dispatch(self) -> None:
         """Run one block on every lane (asynchronously)."""
         data, placement, state = self.lanes
-        state, flags, info = advance(data, placement, state, self.params, self.config)
+        if self.solo:
+            program = compiled_program(advance_one, (data, placement, state, self.params),
+                                       dict(config=self.config),
+                                       label=block_label(self.key, self.config))
+            state, flags, info = program(data, placement, state, self.params)
+        else:
+            state, flags, info = advance(data, placement, state, self.params, self.config)
         self.lanes = (data, placement, state)
         self.pending.append((self.blocks, flags, info))
         self.blocks += 1
@@ -148,11 +190,18 @@ class LaneRun:
         out = []
         while self.pending and (final or len(self.pending) > self.ahead):
             block, flags, info = jax.device_get(self.pending.popleft())
+            if self.solo:  # (2,) flags and (block,) rows of the one lane
+                flags, info = flags[:, None], jax.tree.map(lambda x: x[None], info)
             for i, job in enumerate(self.jobs):
                 if job is None or block < self.filled_at[i]:
                     continue  # a free lane, or a block of the lane's previous job
                 job.losses.extend(np.asarray(info.loss[i][info.ran[i]], np.float32).tolist())
                 if flags[0, i]:
-                    out.append((job, bool(flags[1, i]), read_lane(self.lanes, np.int32(i))))
+                    # one lane: advance_one already returned the final state
+                    final_state = self.lanes[2] if self.solo else read_lane(self.lanes,
+                                                                            np.int32(i))
+                    out.append((job, bool(flags[1, i]), final_state))
                     self.jobs[i] = None
+                    if self.solo:
+                        self.lanes = None
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -46,6 +47,36 @@ def test_merge_rule_bounds_the_padding_blend_by_blend():
     assert planner.buckets == [big, small, _key(41, 4, canvas=(64, 64), fft=(96, 96))]
     with pytest.raises(ValueError, match="merge_ratio"):
         Planner(merge_ratio=0.5)
+
+
+def test_compile_trade_folds_a_small_bucket_until_its_padding_costs_a_compile():
+    from scarlet_jax.plan import CompileCost
+
+    big, small = _key(21, 12), _key(15, 4)  # small: 1.6x its work in big (merge rule: no)
+    per_blend = 20 * 1e-6 * (pixel_work(big) - pixel_work(small))  # padding s, 20 iterations
+    cost = CompileCost(compile_seconds=2.5 * per_blend, pixel_seconds=1e-6, iterations=20)
+    planner = Planner(1.25, cost)
+    assert planner.assign(small) == small  # nothing holds it yet: its own bucket
+    planner = Planner(1.25, cost)
+    assert planner.assign(big) == big
+    # two blends' padding costs less than a compile: folded; the third opens its bucket
+    assert [planner.assign(small) for _ in range(4)] == [big, big, small, small]
+    assert planner.folds == 2 and planner.buckets == [big, small]
+    assert planner.assign(_key(15, 4, canvas=(64, 64), fft=(96, 96))) != big  # other image
+    stored = Planner(1.25, cost, is_stored=lambda key: key == small)
+    stored.assign(big)
+    assert stored.assign(small) == small  # a stored program costs no compile: never folds
+    assert Planner(1.25).assign(big) == big and Planner(1.25).folds == 0
+
+
+def test_plan_prints_its_rules_and_programs():
+    blends = sj.datasets.synthetic_blends(3, seed=3, shape=(32, 32), n_sources=(2, 3),
+                                          n_bands=3, psf_size=11, edge_margin=6)
+    the_plan = sj.plan([(b.observation, b.centers) for b in blends], max_lanes=1, devices=1)
+    text = str(the_plan)
+    assert "<= 1.25x a blend's own" in text and "per program (stored programs cost 0)" in text
+    assert f"programs to compile: {len(the_plan.buckets)} block programs" in text
+    assert sum(b.n_blends for b in the_plan.buckets) == 3
 
 
 def _poisoned(item):
@@ -156,6 +187,42 @@ def test_memory_limit_refuses_a_blend_too_large_naming_size_and_limit():
         memory_limit("lots")
 
 
+def test_a_stored_executable_is_loaded_and_a_corrupt_one_recompiled(tmp_path, monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from scarlet_jax import cache
+
+    @functools.partial(jax.jit, static_argnames="power")
+    def poly(x, shift, power):
+        return (x + shift) ** power
+
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(cache, "_PROGRAMS", {})
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    args = (x, jnp.float32(1.0))
+    want = (x + 1) ** 3
+    np.testing.assert_allclose(cache.compiled_program(poly, args, dict(power=3))(*args), want)
+    (entry,) = (tmp_path / os.path.basename(cache.cache_dir()) / "executables").iterdir()
+    assert entry.name.startswith("poly-")
+    monkeypatch.setattr(cache, "_PROGRAMS", {})  # as a fresh process: from the store
+    with jax.log_compiles(True), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = cache.compiled_program(poly, args, dict(power=3))
+    assert not isinstance(loaded, functools.partial)
+    np.testing.assert_allclose(loaded(*args), want)
+    other = cache.compiled_program(poly, args, dict(power=2))  # static args are in the key
+    np.testing.assert_allclose(other(*args), (x + 1) ** 2)
+    for corrupt in (entry.read_bytes()[:100], b"junk", entry.read_bytes()[:-10] + b"0" * 10):
+        entry.write_bytes(corrupt)
+        monkeypatch.setattr(cache, "_PROGRAMS", {})
+        np.testing.assert_allclose(cache.compiled_program(poly, args, dict(power=3))(*args),
+                                   want)  # compiled again, and stored again
+        assert cache._load(entry) is not None
+    monkeypatch.setenv(cache.CACHE_ENV, "off")  # the opt-out: plain jit, nothing stored
+    assert isinstance(cache.compiled_program(poly, args, dict(power=3)), functools.partial)
+
+
 def test_cache_folder_is_versioned_and_can_be_switched_off(tmp_path):
     import jax
     import jaxlib
@@ -165,22 +232,33 @@ def test_cache_folder_is_versioned_and_can_be_switched_off(tmp_path):
     assert folder.startswith(str(tmp_path)) and jax.__version__ in folder
     assert jaxlib.__version__ in folder
     code = textwrap.dedent("""
-        import os, scarlet_jax as sj
+        import logging, os, scarlet_jax as sj
         import jax
         assert not jax.config.jax_compilation_cache_dir  # importing changes nothing
         b = sj.datasets.synthetic_blend(1, shape=(24, 24), n_bands=2, n_sources=2,
                                         psf_size=11, edge_margin=6)
-        sj.deblend(b.observation, b.centers, max_iter=5)
+        jax.config.update("jax_log_compiles", True)
+        logging.basicConfig(level=logging.WARNING, format="LOG %(message)s")
+        r = sj.deblend(b.observation, b.centers, max_iter=5)
         print("DIR", jax.config.jax_compilation_cache_dir)
+        print("MODEL", float(r.model.sum()), r.n_iter)
     """)
     env = dict(os.environ, SCARLET_JAX_CACHE=str(tmp_path / "c"), JAX_PLATFORMS="cpu",
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    used = out.stdout.split("DIR ")[1].strip()
+    runs = []
+    for _ in range(2):  # an empty cache, then a warm one
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(out)
+    used = runs[0].stdout.split("DIR ")[1].split()[0]
     assert used == cache_dir(str(tmp_path / "c"))
-    assert len(os.listdir(used)) >= 3  # the block program and its helpers were written
+    stored = sorted(os.listdir(os.path.join(used, "executables")))
+    assert [name.split("-")[0] for name in stored] == ["advance_one", "init_state", "labels"]
+    # the warm process loads the block program and the start of the fit: no trace, no compile
+    assert "compilation of jit(advance_one)" in runs[0].stderr
+    assert "jit(advance_one)" not in runs[1].stderr and "jit(init_state)" not in runs[1].stderr
+    assert runs[0].stdout.split("MODEL")[1] == runs[1].stdout.split("MODEL")[1]
     env["SCARLET_JAX_CACHE"] = "off"  # what a fit calls first, without a second compile
     off = textwrap.dedent("""
         import jax
