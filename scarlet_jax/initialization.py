@@ -395,6 +395,50 @@ DOMINATED = 0.5
 
 
 
+def shared_light(
+    detect: np.ndarray,
+    pix: np.ndarray,
+    *,
+    threshold: float,
+    padding: int = 2,
+    monotonic: bool = True,
+    symmetric_init: bool = True,
+) -> np.ndarray:
+    """The detection image split among the sources by their isolated initial morphologies
+    and brightness.
+
+    Each source's isolated morphology ``m_s`` (H, W) is the one it would get alone on the
+    whole (symmetrised) detection image, as scarlet lite initialises every source; its
+    isolated flux is ``F_s = sum(m_s)``. Where those overlap the light is shared as in
+    flux re-distribution, with each source weighted by its brightness as well:
+    ``share_s = detect * m_s F_s / sum_t m_t F_t`` (0 where no morphology reaches). A
+    faint source on a bright neighbour's wing then keeps about its own light (its
+    symmetric, monotonic ``m_s`` reaches over the wing, but its ``F_s`` is small), and the
+    first source of a greedy bright-first subtraction no longer takes all of the light it
+    overlaps (the one with the brightest centre need not be the brightest source).
+
+    Args:
+      detect: (H, W) float64 detection image.
+      pix: (S, 2) int (y, x) source centres.
+      threshold, padding, monotonic, symmetric_init: as for the initial morphologies.
+
+    Returns:
+      (S, H, W) float64 shares; they sum to ``detect`` where any morphology reaches.
+    """
+    iso = np.zeros((len(pix),) + detect.shape)
+    for s, (cy, cx) in enumerate(np.asarray(pix).astype(int)):
+        det = (uncentered_symmetry(detect, (cy, cx), xp=np, centre_quirk=False)
+               if symmetric_init else detect)
+        found = _init_morph(det, (cy, cx), threshold=threshold, padding=padding,
+                            monotonic=monotonic)
+        if found is not None:
+            (oy, ox), m = found
+            iso[s, oy:oy + m.shape[0], ox:ox + m.shape[1]] = m
+    weights = iso * iso.sum((1, 2), keepdims=True)
+    total = weights.sum(0)
+    return np.where(total > 0, detect * weights / np.where(total > 0, total, 1.0), 0.0)
+
+
 def init_components(
     observation: Observation,
     centers,
@@ -412,12 +456,13 @@ def init_components(
     group of :data:`scarlet_jax.options.OPTIONS`: ``init``, ``min_snr``,
     ``initial_bg_thresh``, ``max_components``, ``monotonic``, ``fit_spectra``,
     ``weighted_spectra``, ``init_noise_relative``, ``init_subtract``,
-    ``symmetric_dominated``, ``init_own_snr``) come as a checked
+    ``symmetric_dominated``, ``init_own_snr``, ``init_share``) come as a checked
     :class:`~scarlet_jax.options.InitOptions`,
     or as keywords with the same names and defaults as :func:`~scarlet_jax.deblend`'s;
     keywords override ``options``. Scarlet lite's recipe (the init options of
     ``LSST_PIPELINE``) is ``initial_bg_thresh=1.0, init_noise_relative=False,
-    init_subtract=False, symmetric_dominated=False, init_own_snr=False``.
+    init_subtract=False, symmetric_dominated=False, init_own_snr=False,
+    init_share=False``.
 
     What each option does here:
 
@@ -446,6 +491,11 @@ def init_components(
       morphologies of the brighter ones, so a faint source does not start with a bright
       neighbour's wing as its own morphology (lite initialises every source on the whole
       image).
+    * ``init_share``: with ``init_subtract``, each source starts instead from its share
+      of the detection image (:func:`shared_light`: the light split in proportion to the
+      sources' isolated initial morphologies times their isolated fluxes), so the order
+      no longer matters and the source with the brightest centre does not take all of
+      the light it overlaps ("remaining" below is then the share).
     * ``symmetric_dominated``: with ``init_subtract``, mark a source ``symmetric`` when
       the brighter sources make up more than ``DOMINATED`` (half) of the detection image at
       its centre. The data cannot tell such a source's light from its neighbour's, and a
@@ -489,6 +539,7 @@ def init_components(
     fit_spectra, weighted_spectra = opts.fit_spectra, opts.weighted_spectra
     noise_relative, subtract = opts.init_noise_relative, opts.init_subtract
     symmetric_dominated, own_snr = opts.symmetric_dominated, opts.init_own_snr
+    share = opts.init_share
     n_bands, height, width = observation.shape
     pix = round_centers(centers, (height, width))
     if not (0 < disk_percentile < 100):
@@ -525,10 +576,16 @@ def init_components(
     if subtract:
         order = np.argsort(-detect[pix[:, 0].astype(int), pix[:, 1].astype(int)], kind="stable")
         remaining = detect.copy()
+    shares = None
+    if subtract and share:
+        shares = shared_light(detect, pix, threshold=threshold, padding=padding,
+                              monotonic=monotonic, symmetric_init=symmetric_init)
     for source in order:
         source = int(source)
         components = by_source[source]
         cy, cx = int(pix[source, 0]), int(pix[source, 1])
+        if shares is not None:
+            remaining = shares[source]
         if max_components == 0:
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
@@ -547,7 +604,7 @@ def init_components(
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
         origin, morph = found
-        if subtract:
+        if subtract and shares is None:
             (oy, ox), (mh, mw) = origin, morph.shape
             remaining[oy : oy + mh, ox : ox + mw] -= morph
         conv_c = convolved[:, cy, cx]

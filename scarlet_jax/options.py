@@ -204,6 +204,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     _O("init_subtract", True, _boolean,
        "initialise sources from the brightest down, each on the detection image "
        "minus the brighter ones", ("init",)),
+    _O("init_share", False, _boolean,
+       "with init_subtract, start each source from its share of the detection image, "
+       "split in proportion to the sources' isolated initial morphologies times their "
+       "fluxes (False: subtract the brighter sources' morphologies, brightest first)",
+       ("init",)),
     _O("symmetric_dominated", True, _boolean,
        "make a source symmetric when its centre is dominated by brighter "
        "neighbours' light", ("init",)),
@@ -254,7 +259,8 @@ OPTION_DOCS: dict[str, str] = {name: o.doc for name, o in OPTIONS.items()}
 LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0,
                                      stop_window=1, init_noise_relative=False,
                                      init_subtract=False, symmetric_dominated=False,
-                                     init_own_snr=False, final_spectra=False)
+                                     init_own_snr=False, final_spectra=False,
+                                     init_share=False)
 
 
 def group(name: str) -> tuple[str, ...]:

@@ -50,6 +50,7 @@ EXAMPLES = {
     "init_subtract": (False, "no"),
     "symmetric_dominated": (False, None),
     "init_own_snr": (False, 3),
+    "init_share": (True, "on"),
     "min_snr": (20.0, 0),
     "max_components": (1, 3),
     "fit_spectra": (False, "x"),
