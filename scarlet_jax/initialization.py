@@ -425,6 +425,19 @@ def shared_light(
     Returns:
       (S, H, W) float64 shares; they sum to ``detect`` where any morphology reaches.
     """
+    iso = _isolated_morphs(detect, pix, threshold=threshold, padding=padding,
+                           monotonic=monotonic, symmetric_init=symmetric_init)
+    return _split(detect, iso * iso.sum((1, 2), keepdims=True))
+
+
+def _split(detect: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``detect`` (H, W) split in proportion to ``weights`` (S, H, W); 0 where all are 0."""
+    total = weights.sum(0)
+    return np.where(total > 0, detect * weights / np.where(total > 0, total, 1.0), 0.0)
+
+
+def _isolated_morphs(detect, pix, *, threshold, padding, monotonic, symmetric_init):
+    """(S, H, W) every source's initial morphology alone on the whole detection image."""
     iso = np.zeros((len(pix),) + detect.shape)
     for s, (cy, cx) in enumerate(np.asarray(pix).astype(int)):
         det = (uncentered_symmetry(detect, (cy, cx), xp=np, centre_quirk=False)
@@ -434,9 +447,65 @@ def shared_light(
         if found is not None:
             (oy, ox), m = found
             iso[s, oy:oy + m.shape[0], ox:ox + m.shape[1]] = m
-    weights = iso * iso.sum((1, 2), keepdims=True)
-    total = weights.sum(0)
-    return np.where(total > 0, detect * weights / np.where(total > 0, total, 1.0), 0.0)
+    return iso
+
+
+def faint_sources(iso: np.ndarray, detect: np.ndarray, pix: np.ndarray,
+                  own: float) -> np.ndarray:
+    """Which sources are faint: at their centre, the isolated morphologies of the sources
+    with more isolated flux (``F_t = sum(iso_t)`` > ``F_s``) make up more than ``1 - own``
+    of the detection image (the source's own part is under ``own``).
+
+    The isolated flux alone does not tell: a faint source's symmetric, monotonic isolated
+    morphology spreads over a bright neighbour's wing and holds a large part of it. The
+    brighter neighbour's isolated morphology at the faint one's centre is the wing there
+    (its symmetry about the bright centre leaves the faint bump out).
+
+    Args:
+      iso: (S, H, W) isolated initial morphologies (>= 0).
+      detect: (H, W) the detection image.
+      pix: (S, 2) int (y, x) source centres.
+      own: the least own part of the centre, in [0, 1] (0: none is faint).
+
+    Returns:
+      (S,) bool.
+    """
+    flux = iso.sum((1, 2))
+    ys, xs = np.asarray(pix).astype(int).T
+    at_centres = iso[:, ys, xs]  # (T, S): source t's isolated morphology at s's centre
+    brighter = flux[:, None] > flux[None, :]
+    wing = np.where(brighter, at_centres, 0.0).sum(0)
+    total = detect[ys, xs]
+    return np.where(total > 0, wing > (1.0 - own) * total, own > 0)
+
+
+def hybrid_shares(
+    detect: np.ndarray,
+    pix: np.ndarray,
+    *,
+    own: float,
+    threshold: float,
+    padding: int = 2,
+    monotonic: bool = True,
+    symmetric_init: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The detection image split in proportion to the isolated initial morphologies among
+    the sources of comparable brightness only; the faint ones (:func:`faint_sources`) get
+    no share and are left to the bright-first subtraction.
+
+    Args:
+      detect: (H, W) float64 detection image.
+      pix: (S, 2) int (y, x) source centres.
+      own: the least own part of a shared source's centre (see :func:`faint_sources`).
+      threshold, padding, monotonic, symmetric_init: as for the initial morphologies.
+
+    Returns:
+      (S, H, W) float64 shares (0 for the faint sources) and (S,) bool faint.
+    """
+    iso = _isolated_morphs(detect, pix, threshold=threshold, padding=padding,
+                           monotonic=monotonic, symmetric_init=symmetric_init)
+    faint = faint_sources(iso, detect, pix, own)
+    return _split(detect, np.where(faint[:, None, None], 0.0, iso)), faint
 
 
 def init_components(
@@ -539,7 +608,7 @@ def init_components(
     fit_spectra, weighted_spectra = opts.fit_spectra, opts.weighted_spectra
     noise_relative, subtract = opts.init_noise_relative, opts.init_subtract
     symmetric_dominated, own_snr = opts.symmetric_dominated, opts.init_own_snr
-    share = opts.init_share
+    share, share_own = opts.init_share, opts.init_share_own
     n_bands, height, width = observation.shape
     pix = round_centers(centers, (height, width))
     if not (0 < disk_percentile < 100):
@@ -576,8 +645,14 @@ def init_components(
     if subtract:
         order = np.argsort(-detect[pix[:, 0].astype(int), pix[:, 1].astype(int)], kind="stable")
         remaining = detect.copy()
-    shares = None
-    if subtract and share:
+    shares, faint = None, np.zeros(len(pix), bool)
+    if subtract and share_own > 0:
+        shares, faint = hybrid_shares(detect, pix, own=share_own, threshold=threshold,
+                                      padding=padding, monotonic=monotonic,
+                                      symmetric_init=symmetric_init)
+        order = sorted(order, key=lambda s: bool(faint[s]))  # stable: the shared ones first
+        residual = remaining
+    elif subtract and share:
         shares = shared_light(detect, pix, threshold=threshold, padding=padding,
                               monotonic=monotonic, symmetric_init=symmetric_init)
     for source in order:
@@ -585,7 +660,7 @@ def init_components(
         components = by_source[source]
         cy, cx = int(pix[source, 0]), int(pix[source, 1])
         if shares is not None:
-            remaining = shares[source]
+            remaining = residual if faint[source] else shares[source]
         if max_components == 0:
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
@@ -604,9 +679,10 @@ def init_components(
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
         origin, morph = found
-        if subtract and shares is None:
+        if subtract and (shares is None or share_own > 0):
             (oy, ox), (mh, mw) = origin, morph.shape
-            remaining[oy : oy + mh, ox : ox + mw] -= morph
+            target = remaining if shares is None else residual
+            target[oy : oy + mh, ox : ox + mw] -= morph
         conv_c = convolved[:, cy, cx]
         spectrum = np.divide(images[:, cy, cx], conv_c, out=np.zeros(n_bands), where=conv_c > 0)
         spectrum = np.maximum(spectrum, 0.0)

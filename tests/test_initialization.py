@@ -23,6 +23,7 @@ from scarlet_jax.detect import detection_image
 from scarlet_jax.errors import BadInputError
 from scarlet_jax.initialization import (
     convolve_same,
+    faint_sources,
     fit_spectra,
     init_components,
     monotonic_mask,
@@ -617,6 +618,47 @@ def test_shared_initial_split_is_closer_to_the_true_fluxes():
     assert errors[False][1] > 0.15
     assert np.abs(errors[True]).max() < 0.1
     assert np.abs(errors[True]).max() < np.abs(errors[False]).max() / 2
+
+
+def test_faint_sources_are_those_whose_centre_brighter_neighbours_dominate():
+    """A source is faint when the isolated morphologies of the sources with more isolated
+    flux make up more than ``1 - own`` of the detection image at its centre; the
+    brightest source never is, fainter ones do not count, and no light at the centre
+    makes a source faint."""
+    detect = np.zeros((10, 20))
+    pix = np.array([[5, 5], [5, 9], [5, 15], [2, 2]])
+    detect[5, 5], detect[5, 9], detect[5, 15], detect[2, 2] = 100.0, 10.0, 8.0, 0.0
+    iso = np.zeros((4, 10, 20))
+    iso[0, 1:9, 1:12] = 7.0  # the brightest: 7 of 10 at source 1's centre
+    iso[1, 4:7, 8:11] = 3.0
+    iso[2, 3:8, 13:18] = 8.0  # alone
+    iso[2, 5, 9] = 2.0  # fainter than 0 but brighter than 1: 9 of 10 at 1's centre
+    np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.5),
+                                  [False, True, False, True])
+    np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.05),
+                                  [False, False, False, True])
+    iso[2, 5, 9] = 0.0
+    np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.35),
+                                  [False, True, False, True])
+    np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.25),
+                                  [False, False, False, True])
+
+
+def test_hybrid_split_shares_comparable_sources_and_subtracts_faint_ones():
+    """``init_share_own``: the compact source beside the extended one (its own centre)
+    shares the overlap as the proportional split does (both within 10%, where the
+    bright-first subtraction gives the compact one +15% or more); the faint source on a
+    bright wing (the wing is 72% of its centre) is initialised on the image minus the
+    bright one's morphology, as the subtraction does (the same components)."""
+    obs, centers, true = _compact_beside_extended()
+    comps = init_components(obs, centers, init_share_own=0.5)
+    assert np.abs(_init_fluxes(comps, 2).mean(1) / true - 1).max() < 0.1
+    obs, centers, true = _bright_and_faint()
+    greedy = init_components(obs, centers)
+    hybrid = init_components(obs, centers, init_share_own=0.5)
+    assert [c.symmetric for c in hybrid] == [c.symmetric for c in greedy]
+    np.testing.assert_allclose(_init_fluxes(hybrid, 2), _init_fluxes(greedy, 2), rtol=1e-3)
+    assert np.abs(_init_fluxes(hybrid, 2) / true - 1).max() < 0.3
 
 
 def test_host_symmetry_reflects_about_the_peak_at_the_centre():
