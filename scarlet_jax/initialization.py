@@ -393,6 +393,10 @@ def _own_share(remaining: np.ndarray, detect: np.ndarray, center) -> float:
 #: than this fraction of the detection image at its centre.
 DOMINATED = 0.5
 
+#: ``init_share_own``: a source whose centre is below this fraction of an overlapping
+#: neighbour's (in the detection image) is faint, whatever its own part of the centre.
+PEAK_RATIO = 0.1
+
 
 
 def shared_light(
@@ -454,7 +458,8 @@ def faint_sources(iso: np.ndarray, detect: np.ndarray, pix: np.ndarray,
                   own: float) -> np.ndarray:
     """Which sources are faint: at their centre, the isolated morphologies of the sources
     with more isolated flux (``F_t = sum(iso_t)`` > ``F_s``) make up more than ``1 - own``
-    of the detection image (the source's own part is under ``own``).
+    of the detection image (the source's own part is under ``own``), or the detection
+    image there is under :data:`PEAK_RATIO` of that at an overlapping neighbour's centre.
 
     The isolated flux alone does not tell: a faint source's symmetric, monotonic isolated
     morphology spreads over a bright neighbour's wing and holds a large part of it. The
@@ -476,7 +481,12 @@ def faint_sources(iso: np.ndarray, detect: np.ndarray, pix: np.ndarray,
     brighter = flux[:, None] > flux[None, :]
     wing = np.where(brighter, at_centres, 0.0).sum(0)
     total = detect[ys, xs]
-    return np.where(total > 0, wing > (1.0 - own) * total, own > 0)
+    reach = (iso > 0).reshape(len(iso), -1).astype(np.float64)
+    overlap = (reach @ reach.T) > 0
+    np.fill_diagonal(overlap, False)
+    peak = np.where(overlap, total[:, None], 0.0).max(0, initial=0.0)  # (S,) brightest neighbour
+    low = total < PEAK_RATIO * peak
+    return np.where(total > 0, (wing > (1.0 - own) * total) | low, own > 0)
 
 
 def hybrid_shares(

@@ -22,6 +22,7 @@ from scarlet_jax.components import InitComponent
 from scarlet_jax.detect import detection_image
 from scarlet_jax.errors import BadInputError
 from scarlet_jax.initialization import (
+    PEAK_RATIO,
     convolve_same,
     faint_sources,
     fit_spectra,
@@ -622,12 +623,14 @@ def test_shared_initial_split_is_closer_to_the_true_fluxes():
 
 def test_faint_sources_are_those_whose_centre_brighter_neighbours_dominate():
     """A source is faint when the isolated morphologies of the sources with more isolated
-    flux make up more than ``1 - own`` of the detection image at its centre; the
-    brightest source never is, fainter ones do not count, and no light at the centre
-    makes a source faint."""
+    flux make up more than ``1 - own`` of the detection image at its centre, or its
+    centre is under ``PEAK_RATIO`` of an overlapping neighbour's; the brightest source
+    never is, fainter ones do not count, and no light at the centre makes a source
+    faint."""
+    assert PEAK_RATIO == 0.1
     detect = np.zeros((10, 20))
     pix = np.array([[5, 5], [5, 9], [5, 15], [2, 2]])
-    detect[5, 5], detect[5, 9], detect[5, 15], detect[2, 2] = 100.0, 10.0, 8.0, 0.0
+    detect[5, 5], detect[5, 9], detect[5, 15], detect[2, 2] = 100.0, 10.0, 20.0, 0.0
     iso = np.zeros((4, 10, 20))
     iso[0, 1:9, 1:12] = 7.0  # the brightest: 7 of 10 at source 1's centre
     iso[1, 4:7, 8:11] = 3.0
@@ -642,6 +645,9 @@ def test_faint_sources_are_those_whose_centre_brighter_neighbours_dominate():
                                   [False, True, False, True])
     np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.25),
                                   [False, False, False, True])
+    detect[5, 9] = 9.9  # under 10% of source 0's centre
+    np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.25),
+                                  [False, True, False, True])
 
 
 def test_hybrid_split_shares_comparable_sources_and_subtracts_faint_ones():
