@@ -535,13 +535,13 @@ def init_components(
     group of :data:`scarlet_jax.options.OPTIONS`: ``init``, ``min_snr``,
     ``initial_bg_thresh``, ``max_components``, ``monotonic``, ``fit_spectra``,
     ``weighted_spectra``, ``init_noise_relative``, ``init_subtract``,
-    ``symmetric_dominated``, ``init_own_snr``, ``init_share``) come as a checked
-    :class:`~scarlet_jax.options.InitOptions`,
-    or as keywords with the same names and defaults as :func:`~scarlet_jax.deblend`'s;
+    ``symmetric_dominated``, ``init_own_snr``, ``init_share``, ``init_share_own``) come as
+    a checked :class:`~scarlet_jax.options.InitOptions`, or as keywords with the same
+    names and defaults as :func:`~scarlet_jax.deblend`'s;
     keywords override ``options``. Scarlet lite's recipe (the init options of
     ``LSST_PIPELINE``) is ``initial_bg_thresh=1.0, init_noise_relative=False,
     init_subtract=False, symmetric_dominated=False, init_own_snr=False,
-    init_share=False``.
+    init_share=False, init_share_own=0``.
 
     What each option does here:
 
@@ -575,6 +575,10 @@ def init_components(
       sources' isolated initial morphologies times their isolated fluxes), so the order
       no longer matters and the source with the brightest centre does not take all of
       the light it overlaps ("remaining" below is then the share).
+    * ``init_share_own`` (> 0): with ``init_subtract``, the sources that own their centre
+      (:func:`faint_sources`) start from their share of a proportional split among them
+      (:func:`hybrid_shares`); the others are initialised after them, on the detection
+      image minus all morphologies so far, as ``init_subtract`` does.
     * ``symmetric_dominated``: with ``init_subtract``, mark a source ``symmetric`` when
       the brighter sources make up more than ``DOMINATED`` (half) of the detection image at
       its centre. The data cannot tell such a source's light from its neighbour's, and a
