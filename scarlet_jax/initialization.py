@@ -393,6 +393,129 @@ def _own_share(remaining: np.ndarray, detect: np.ndarray, center) -> float:
 #: than this fraction of the detection image at its centre.
 DOMINATED = 0.5
 
+#: ``init_share_own``: a source whose centre is below this fraction of an overlapping
+#: neighbour's (in the detection image) is faint, whatever its own part of the centre.
+PEAK_RATIO = 0.1
+
+
+
+def shared_light(
+    detect: np.ndarray,
+    pix: np.ndarray,
+    *,
+    threshold: float,
+    padding: int = 2,
+    monotonic: bool = True,
+    symmetric_init: bool = True,
+) -> np.ndarray:
+    """The detection image split among the sources by their isolated initial morphologies
+    and brightness.
+
+    Each source's isolated morphology ``m_s`` (H, W) is the one it would get alone on the
+    whole (symmetrised) detection image, as scarlet lite initialises every source; its
+    isolated flux is ``F_s = sum(m_s)``. Where those overlap the light is shared as in
+    flux re-distribution, with each source weighted by its brightness as well:
+    ``share_s = detect * m_s F_s / sum_t m_t F_t`` (0 where no morphology reaches). A
+    faint source on a bright neighbour's wing then keeps about its own light (its
+    symmetric, monotonic ``m_s`` reaches over the wing, but its ``F_s`` is small), and the
+    first source of a greedy bright-first subtraction no longer takes all of the light it
+    overlaps (the one with the brightest centre need not be the brightest source).
+
+    Args:
+      detect: (H, W) float64 detection image.
+      pix: (S, 2) int (y, x) source centres.
+      threshold, padding, monotonic, symmetric_init: as for the initial morphologies.
+
+    Returns:
+      (S, H, W) float64 shares; they sum to ``detect`` where any morphology reaches.
+    """
+    iso = _isolated_morphs(detect, pix, threshold=threshold, padding=padding,
+                           monotonic=monotonic, symmetric_init=symmetric_init)
+    return _split(detect, iso * iso.sum((1, 2), keepdims=True))
+
+
+def _split(detect: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``detect`` (H, W) split in proportion to ``weights`` (S, H, W); 0 where all are 0."""
+    total = weights.sum(0)
+    return np.where(total > 0, detect * weights / np.where(total > 0, total, 1.0), 0.0)
+
+
+def _isolated_morphs(detect, pix, *, threshold, padding, monotonic, symmetric_init):
+    """(S, H, W) every source's initial morphology alone on the whole detection image."""
+    iso = np.zeros((len(pix),) + detect.shape)
+    for s, (cy, cx) in enumerate(np.asarray(pix).astype(int)):
+        det = (uncentered_symmetry(detect, (cy, cx), xp=np, centre_quirk=False)
+               if symmetric_init else detect)
+        found = _init_morph(det, (cy, cx), threshold=threshold, padding=padding,
+                            monotonic=monotonic)
+        if found is not None:
+            (oy, ox), m = found
+            iso[s, oy:oy + m.shape[0], ox:ox + m.shape[1]] = m
+    return iso
+
+
+def faint_sources(iso: np.ndarray, detect: np.ndarray, pix: np.ndarray,
+                  own: float) -> np.ndarray:
+    """Which sources are faint: at their centre, the isolated morphologies of the sources
+    with more isolated flux (``F_t = sum(iso_t)`` > ``F_s``) make up more than ``1 - own``
+    of the detection image (the source's own part is under ``own``), or the detection
+    image there is under :data:`PEAK_RATIO` of that at an overlapping neighbour's centre.
+
+    The isolated flux alone does not tell: a faint source's symmetric, monotonic isolated
+    morphology spreads over a bright neighbour's wing and holds a large part of it. The
+    brighter neighbour's isolated morphology at the faint one's centre is the wing there
+    (its symmetry about the bright centre leaves the faint bump out).
+
+    Args:
+      iso: (S, H, W) isolated initial morphologies (>= 0).
+      detect: (H, W) the detection image.
+      pix: (S, 2) int (y, x) source centres.
+      own: the least own part of the centre, in [0, 1] (0: none is faint).
+
+    Returns:
+      (S,) bool.
+    """
+    flux = iso.sum((1, 2))
+    ys, xs = np.asarray(pix).astype(int).T
+    at_centres = iso[:, ys, xs]  # (T, S): source t's isolated morphology at s's centre
+    brighter = flux[:, None] > flux[None, :]
+    wing = np.where(brighter, at_centres, 0.0).sum(0)
+    total = detect[ys, xs]
+    reach = (iso > 0).reshape(len(iso), -1).astype(np.float64)
+    overlap = (reach @ reach.T) > 0
+    np.fill_diagonal(overlap, False)
+    peak = np.where(overlap, total[:, None], 0.0).max(0, initial=0.0)  # (S,) brightest neighbour
+    low = total < PEAK_RATIO * peak
+    return np.where(total > 0, (wing > (1.0 - own) * total) | low, own > 0)
+
+
+def hybrid_shares(
+    detect: np.ndarray,
+    pix: np.ndarray,
+    *,
+    own: float,
+    threshold: float,
+    padding: int = 2,
+    monotonic: bool = True,
+    symmetric_init: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The detection image split in proportion to the isolated initial morphologies among
+    the sources of comparable brightness only; the faint ones (:func:`faint_sources`) get
+    no share and are left to the bright-first subtraction.
+
+    Args:
+      detect: (H, W) float64 detection image.
+      pix: (S, 2) int (y, x) source centres.
+      own: the least own part of a shared source's centre (see :func:`faint_sources`).
+      threshold, padding, monotonic, symmetric_init: as for the initial morphologies.
+
+    Returns:
+      (S, H, W) float64 shares (0 for the faint sources) and (S,) bool faint.
+    """
+    iso = _isolated_morphs(detect, pix, threshold=threshold, padding=padding,
+                           monotonic=monotonic, symmetric_init=symmetric_init)
+    faint = faint_sources(iso, detect, pix, own)
+    return _split(detect, np.where(faint[:, None, None], 0.0, iso)), faint
 
 
 def init_components(
@@ -412,12 +535,13 @@ def init_components(
     group of :data:`scarlet_jax.options.OPTIONS`: ``init``, ``min_snr``,
     ``initial_bg_thresh``, ``max_components``, ``monotonic``, ``fit_spectra``,
     ``weighted_spectra``, ``init_noise_relative``, ``init_subtract``,
-    ``symmetric_dominated``, ``init_own_snr``) come as a checked
-    :class:`~scarlet_jax.options.InitOptions`,
-    or as keywords with the same names and defaults as :func:`~scarlet_jax.deblend`'s;
+    ``symmetric_dominated``, ``init_own_snr``, ``init_share``, ``init_share_own``) come as
+    a checked :class:`~scarlet_jax.options.InitOptions`, or as keywords with the same
+    names and defaults as :func:`~scarlet_jax.deblend`'s;
     keywords override ``options``. Scarlet lite's recipe (the init options of
     ``LSST_PIPELINE``) is ``initial_bg_thresh=1.0, init_noise_relative=False,
-    init_subtract=False, symmetric_dominated=False, init_own_snr=False``.
+    init_subtract=False, symmetric_dominated=False, init_own_snr=False,
+    init_share=False, init_share_own=0``.
 
     What each option does here:
 
@@ -446,6 +570,15 @@ def init_components(
       morphologies of the brighter ones, so a faint source does not start with a bright
       neighbour's wing as its own morphology (lite initialises every source on the whole
       image).
+    * ``init_share``: with ``init_subtract``, each source starts instead from its share
+      of the detection image (:func:`shared_light`: the light split in proportion to the
+      sources' isolated initial morphologies times their isolated fluxes), so the order
+      no longer matters and the source with the brightest centre does not take all of
+      the light it overlaps ("remaining" below is then the share).
+    * ``init_share_own`` (> 0): with ``init_subtract``, the sources that own their centre
+      (:func:`faint_sources`) start from their share of a proportional split among them
+      (:func:`hybrid_shares`); the others are initialised after them, on the detection
+      image minus all morphologies so far, as ``init_subtract`` does.
     * ``symmetric_dominated``: with ``init_subtract``, mark a source ``symmetric`` when
       the brighter sources make up more than ``DOMINATED`` (half) of the detection image at
       its centre. The data cannot tell such a source's light from its neighbour's, and a
@@ -489,6 +622,7 @@ def init_components(
     fit_spectra, weighted_spectra = opts.fit_spectra, opts.weighted_spectra
     noise_relative, subtract = opts.init_noise_relative, opts.init_subtract
     symmetric_dominated, own_snr = opts.symmetric_dominated, opts.init_own_snr
+    share, share_own = opts.init_share, opts.init_share_own
     n_bands, height, width = observation.shape
     pix = round_centers(centers, (height, width))
     if not (0 < disk_percentile < 100):
@@ -525,10 +659,22 @@ def init_components(
     if subtract:
         order = np.argsort(-detect[pix[:, 0].astype(int), pix[:, 1].astype(int)], kind="stable")
         remaining = detect.copy()
+    shares, faint = None, np.zeros(len(pix), bool)
+    if subtract and share_own > 0:
+        shares, faint = hybrid_shares(detect, pix, own=share_own, threshold=threshold,
+                                      padding=padding, monotonic=monotonic,
+                                      symmetric_init=symmetric_init)
+        order = sorted(order, key=lambda s: bool(faint[s]))  # stable: the shared ones first
+        residual = remaining
+    elif subtract and share:
+        shares = shared_light(detect, pix, threshold=threshold, padding=padding,
+                              monotonic=monotonic, symmetric_init=symmetric_init)
     for source in order:
         source = int(source)
         components = by_source[source]
         cy, cx = int(pix[source, 0]), int(pix[source, 1])
+        if shares is not None:
+            remaining = residual if faint[source] else shares[source]
         if max_components == 0:
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
@@ -547,9 +693,10 @@ def init_components(
             components.append(_point_source(observation, (cy, cx), source, psf_peaks))
             continue
         origin, morph = found
-        if subtract:
+        if subtract and (shares is None or share_own > 0):
             (oy, ox), (mh, mw) = origin, morph.shape
-            remaining[oy : oy + mh, ox : ox + mw] -= morph
+            target = remaining if shares is None else residual
+            target[oy : oy + mh, ox : ox + mw] -= morph
         conv_c = convolved[:, cy, cx]
         spectrum = np.divide(images[:, cy, cx], conv_c, out=np.zeros(n_bands), where=conv_c > 0)
         spectrum = np.maximum(spectrum, 0.0)

@@ -90,6 +90,10 @@ def _real(strict: bool):
     return check
 
 
+def _at_most_one(value):
+    return value if value <= 1 else _Bad(f"must be at most 1, got {value!r}")
+
+
 def _one_of(choices: tuple, what: str | None = None):
     def check(value):
         hashable = value is None or isinstance(value, (str, numbers.Number))
@@ -204,6 +208,16 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     _O("init_subtract", True, _boolean,
        "initialise sources from the brightest down, each on the detection image "
        "minus the brighter ones", ("init",)),
+    _O("init_share", False, _boolean,
+       "with init_subtract, start each source from its share of the detection image, "
+       "split in proportion to the sources' isolated initial morphologies times their "
+       "fluxes (False: subtract the brighter sources' morphologies, brightest first)",
+       ("init",)),
+    _O("init_share_own", 0.0, _all(_real(strict=False), _at_most_one),
+       "with init_subtract, split the detection image in proportion to the isolated "
+       "initial morphologies among the sources whose own part of their centre (beside "
+       "brighter ones' isolated morphologies) is at least this; the others are initialised "
+       "after them on the rest, as init_subtract does (0: off)", ("init",)),
     _O("symmetric_dominated", True, _boolean,
        "make a source symmetric when its centre is dominated by brighter "
        "neighbours' light", ("init",)),
@@ -254,7 +268,8 @@ OPTION_DOCS: dict[str, str] = {name: o.doc for name, o in OPTIONS.items()}
 LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_snr=50.0,
                                      stop_window=1, init_noise_relative=False,
                                      init_subtract=False, symmetric_dominated=False,
-                                     init_own_snr=False, final_spectra=False)
+                                     init_own_snr=False, final_spectra=False,
+                                     init_share=False, init_share_own=0.0)
 
 
 def group(name: str) -> tuple[str, ...]:

@@ -22,13 +22,16 @@ from scarlet_jax.components import InitComponent
 from scarlet_jax.detect import detection_image
 from scarlet_jax.errors import BadInputError
 from scarlet_jax.initialization import (
+    PEAK_RATIO,
     convolve_same,
+    faint_sources,
     fit_spectra,
     init_components,
     monotonic_mask,
     multifit_spectra,
     point_source_component,
     psf_weighted_snr,
+    shared_light,
 )
 from scarlet_jax.observation import make_observation
 from scarlet_jax.options import LSST_PIPELINE, group
@@ -569,6 +572,99 @@ def test_bright_first_split_and_dominated_sources():
     assert [c.source for c in split] == sorted(c.source for c in split)  # source order kept
     assert all(c.symmetric == (c.source == 1) for c in split)
     assert not any(c.symmetric for c in plain)
+
+
+def _compact_beside_extended():
+    """A bright extended galaxy (flux 2e4, sigma 5) and a compact one 10 px away (3e3,
+    sigma 1.5) whose centre is brighter in the detection image (3 bands, noise 1)."""
+    h = w = 48
+    yy, xx = np.mgrid[:h, :w]
+
+    def gauss(cy, cx, s):
+        g = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2))
+        return g / g.sum()
+
+    image = 2e4 * gauss(24, 16, 5.0) + 3e3 * gauss(24, 26, 1.5)
+    py, px = np.mgrid[-10:11, -10:11]
+    psf = np.exp(-(py**2 + px**2) / (2 * 1.2**2))
+    images = image + np.random.default_rng(0).normal(0, 1, (3, h, w))
+    obs = make_observation(images.astype(np.float32), np.ones((3, h, w), np.float32),
+                           np.stack([psf / psf.sum()] * 3).astype(np.float32))
+    return obs, np.array([[24.0, 16.0], [24.0, 26.0]]), np.array([2e4, 3e3])
+
+
+def test_shared_light_splits_the_overlap_and_sums_to_the_image():
+    """The shares are non-negative, sum to the detection image wherever an isolated
+    morphology reaches, and each source's share peaks at its own centre."""
+    obs, centers, _ = _compact_beside_extended()
+    detect = detection_image(obs).astype(np.float64)
+    shares = shared_light(detect, centers.astype(int), threshold=0.5 * np.sqrt(3.0))
+    assert shares.shape == (2,) + detect.shape
+    assert np.all(shares >= 0)
+    reached = shares.sum(0) > 0
+    np.testing.assert_allclose(shares.sum(0)[reached], detect[reached], rtol=1e-12)
+    for s, (cy, cx) in enumerate(centers.astype(int)):
+        assert shares[s, cy, cx] > shares[1 - s, cy, cx]
+
+
+def test_shared_initial_split_is_closer_to_the_true_fluxes():
+    """The compact source is initialised first by the bright-first subtraction (its centre
+    is brighter) and takes a ring of the extended neighbour's wing (+23% measured); the
+    shared split gives both sources their flux within 10%."""
+    obs, centers, true = _compact_beside_extended()
+    errors = {}
+    for share in (False, True):
+        comps = init_components(obs, centers, init_share=share)
+        errors[share] = _init_fluxes(comps, 2).mean(1) / true - 1
+    assert errors[False][1] > 0.15
+    assert np.abs(errors[True]).max() < 0.1
+    assert np.abs(errors[True]).max() < np.abs(errors[False]).max() / 2
+
+
+def test_faint_sources_are_those_whose_centre_brighter_neighbours_dominate():
+    """A source is faint when the isolated morphologies of the sources with more isolated
+    flux make up more than ``1 - own`` of the detection image at its centre, or its
+    centre is under ``PEAK_RATIO`` of an overlapping neighbour's; the brightest source
+    never is, fainter ones do not count, and no light at the centre makes a source
+    faint."""
+    assert PEAK_RATIO == 0.1
+    detect = np.zeros((10, 20))
+    pix = np.array([[5, 5], [5, 9], [5, 15], [2, 2]])
+    detect[5, 5], detect[5, 9], detect[5, 15], detect[2, 2] = 100.0, 10.0, 20.0, 0.0
+    iso = np.zeros((4, 10, 20))
+    iso[0, 1:9, 1:12] = 7.0  # the brightest: 7 of 10 at source 1's centre
+    iso[1, 4:7, 8:11] = 3.0
+    iso[2, 3:8, 13:18] = 8.0  # alone
+    iso[2, 5, 9] = 2.0  # fainter than 0 but brighter than 1: 9 of 10 at 1's centre
+    np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.5),
+                                  [False, True, False, True])
+    np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.05),
+                                  [False, False, False, True])
+    iso[2, 5, 9] = 0.0
+    np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.35),
+                                  [False, True, False, True])
+    np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.25),
+                                  [False, False, False, True])
+    detect[5, 9] = 9.9  # under 10% of source 0's centre
+    np.testing.assert_array_equal(faint_sources(iso, detect, pix, 0.25),
+                                  [False, True, False, True])
+
+
+def test_hybrid_split_shares_comparable_sources_and_subtracts_faint_ones():
+    """``init_share_own``: the compact source beside the extended one (its own centre)
+    shares the overlap as the proportional split does (both within 10%, where the
+    bright-first subtraction gives the compact one +15% or more); the faint source on a
+    bright wing (the wing is 72% of its centre) is initialised on the image minus the
+    bright one's morphology, as the subtraction does (the same components)."""
+    obs, centers, true = _compact_beside_extended()
+    comps = init_components(obs, centers, init_share_own=0.5)
+    assert np.abs(_init_fluxes(comps, 2).mean(1) / true - 1).max() < 0.1
+    obs, centers, true = _bright_and_faint()
+    greedy = init_components(obs, centers)
+    hybrid = init_components(obs, centers, init_share_own=0.5)
+    assert [c.symmetric for c in hybrid] == [c.symmetric for c in greedy]
+    np.testing.assert_allclose(_init_fluxes(hybrid, 2), _init_fluxes(greedy, 2), rtol=1e-3)
+    assert np.abs(_init_fluxes(hybrid, 2) / true - 1).max() < 0.3
 
 
 def test_host_symmetry_reflects_about_the_peak_at_the_centre():
