@@ -181,9 +181,12 @@ def _as_pair(item):
         return item, None
     if isinstance(item, (tuple, list)) and len(item) == 2:
         return item[0], item[1]
+    if isinstance(getattr(item, "observation", None), Observation):
+        # a record holding both, e.g. a datasets.SyntheticBlend (its truth is not read)
+        return item.observation, getattr(item, "centers", None)
     raise BadInputError(
-        f"batch items must be Observation or (observation, centers) pairs, got "
-        f"{type(item).__name__}"
+        f"batch items must be Observation or (observation, centers) pairs, or records with "
+        f"an .observation (and .centers), got {type(item).__name__}"
     )
 
 

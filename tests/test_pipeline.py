@@ -79,6 +79,19 @@ def test_plan_prints_its_rules_and_programs():
     assert sum(b.n_blends for b in the_plan.buckets) == 3
 
 
+def test_batch_items_may_be_records_with_an_observation():
+    """``synthetic_blends``' records go into a batch as they are (their catalogue centres
+    used), and an item of no known form is a named error, not a silent skip."""
+    blends = sj.datasets.synthetic_blends(2, seed=3, shape=(32, 32), n_sources=(2, 3),
+                                          n_bands=3, psf_size=11, edge_margin=6)
+    as_records = sj.plan(blends, max_lanes=1, devices=1)
+    as_pairs = sj.plan([(b.observation, b.centers) for b in blends], max_lanes=1, devices=1)
+    assert not as_records.errors and sum(b.n_blends for b in as_records.buckets) == 2
+    assert [b.key for b in as_records.buckets] == [b.key for b in as_pairs.buckets]
+    bad = sj.plan([blends[0], "not a blend"], max_lanes=1, devices=1)
+    assert list(bad.errors) == [1] and "str" in bad.errors[1]
+
+
 def _poisoned(item):
     """A blend whose loss overflows at the first step (it diverges at once): one corner
     pixel of 1e20 (its components and boxes, so its bucket, stay those of the clean blend)."""
