@@ -67,3 +67,19 @@ def hsc():
     from scarlet_jax.datasets import hsc_cosmos_35
 
     return hsc_cosmos_35()
+
+
+@pytest.fixture(scope="session")
+def hsc_lite_blend(hsc, reference_fit):
+    """The HSC observation with scarlet lite's initial components (from ``reference_fit``)."""
+    from scarlet_jax.components import InitComponent
+
+    obs, _ = hsc
+    r = reference_fit
+    comps = [
+        InitComponent(int(r[f"init_comp{i}_source"]), tuple(r[f"init_comp{i}_peak"]),
+                      tuple(r[f"init_comp{i}_origin"]), r[f"init_comp{i}_spectrum"],
+                      r[f"init_comp{i}_morph"])
+        for i in range(int(r["init_n_components"]))
+    ]
+    return obs, comps

@@ -8,7 +8,6 @@ import jax
 import numpy as np
 import pytest
 
-from scarlet_jax.components import InitComponent
 from scarlet_jax.datasets import synthetic_blends
 from scarlet_jax.fit import fit, init_state, run_block
 from scarlet_jax.likelihood import loss_and_grads
@@ -24,16 +23,8 @@ CONFIG = dataclasses.replace(resolve_options(max_iter=100, min_iter=5, resize=3,
 
 
 @pytest.fixture(scope="module")
-def blend(hsc, reference_fit):
-    obs, _ = hsc
-    r = reference_fit
-    comps = [
-        InitComponent(int(r[f"init_comp{i}_source"]), tuple(r[f"init_comp{i}_peak"]),
-                      tuple(r[f"init_comp{i}_origin"]), r[f"init_comp{i}_spectrum"],
-                      r[f"init_comp{i}_morph"])
-        for i in range(int(r["init_n_components"]))
-    ]
-    return obs, comps
+def blend(hsc_lite_blend):
+    return hsc_lite_blend
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scarlet_jax.components import Components, InitComponent, Placement
+from scarlet_jax.components import Components, Placement
 from scarlet_jax.fit import init_state
 from scarlet_jax.growth import resize_support
 from scarlet_jax.optim import ProxAdamState
@@ -67,18 +67,6 @@ def test_resize_support_keeps_the_peak_inside():
     assert not bool(overflow[0])
 
 
-def _hsc_blend(hsc, reference_fit):
-    obs, _ = hsc
-    r = reference_fit
-    comps = [
-        InitComponent(int(r[f"init_comp{i}_source"]), tuple(r[f"init_comp{i}_peak"]),
-                      tuple(r[f"init_comp{i}_origin"]), r[f"init_comp{i}_spectrum"],
-                      r[f"init_comp{i}_morph"])
-        for i in range(int(r["init_n_components"]))
-    ]
-    return obs, comps
-
-
 def _slot(packed, j):
     for c, place in enumerate(packed.placement):
         hits = np.nonzero(np.asarray(place.index) == j)[0]
@@ -87,11 +75,11 @@ def _slot(packed, j):
     raise AssertionError(f"component {j} has no slot")
 
 
-def test_regrow_moves_a_component_up_a_class_with_its_state(hsc, reference_fit, rng):
+def test_regrow_moves_a_component_up_a_class_with_its_state(hsc_lite_blend, rng):
     """A component flagged ``overflow`` moves to a larger class; its morph, support and
     optimiser moments move with it, centred, new pixels as a fresh optimiser sees them
     (moments 0, ``vhat`` -inf); every other component and the rest of the state stay."""
-    obs, comps = _hsc_blend(hsc, reference_fit)
+    obs, comps = hsc_lite_blend
     opts = resolve_options(max_iter=6, grow_margin=2)
     packed = pack_blend(obs, comps, grow_margin=2)
     state = init_state(packed.data, packed.placement, packed.components, opts.params,
