@@ -118,6 +118,7 @@ class LaneRun:
         self.filled_at = [0] * n_lanes  # block index from which a lane's flags are its job's
         # one lane on one device: the lane is the blend's own arrays (advance_one)
         self.solo = n_lanes == 1 and sharding is None
+        self.block_program = None  # advance_one's executable for this bucket (solo only)
         self.lanes = None
         self.pending: deque = deque()  # (block index, (2, L) flags, FitInfo) on device
         self.blocks = 0
@@ -172,10 +173,11 @@ class LaneRun:
         """Run one block on every lane (asynchronously)."""
         data, placement, state = self.lanes
         if self.solo:
-            program = compiled_program(advance_one, (data, placement, state, self.params),
-                                       dict(config=self.config),
-                                       label=block_label(self.key, self.config))
-            state, flags, info = program(data, placement, state, self.params)
+            if self.block_program is None:  # a bucket's arrays keep their shapes: look once
+                self.block_program = compiled_program(
+                    advance_one, (data, placement, state, self.params),
+                    dict(config=self.config), label=block_label(self.key, self.config))
+            state, flags, info = self.block_program(data, placement, state, self.params)
         else:
             state, flags, info = advance(data, placement, state, self.params, self.config)
         self.lanes = (data, placement, state)
