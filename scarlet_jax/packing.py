@@ -332,17 +332,91 @@ def _relayout(trees, old_members, new_classes, new_members, fill=0.0):
     return tuple(out)
 
 
+#: a component that outgrows its class moves to one at least this many times its side (per
+#: axis, capped at a side that covers the image from its peak), so a fit moves a component
+#: up only a few times, each time a new layout to compile
+REGROW_JUMP = 1.5
+
+
+def _cover(peak, image_shape) -> tuple[int, int]:
+    """Class sides (h, w) of a slot centred on ``peak`` that covers the whole image."""
+    return tuple(class_side(2 * max(int(p), n - 1 - int(p)) + 3)
+                 for p, n in zip(peak, image_shape, strict=True))
+
+
+def _near_edge(support, bounds, room: int) -> tuple[bool, bool]:
+    """Per axis (y, x): whether the (h, w) ``support`` comes within ``room`` pixels of a
+    slot edge that lies inside the image (``bounds``): the next resizes may push it past."""
+    out = []
+    for axis in (1, 0):  # rows (y), then columns (x)
+        used = np.nonzero(np.any(support > 0, axis=axis))[0]
+        inside = np.any(bounds > 0, axis=axis)
+        n = inside.shape[0]
+        if used.size == 0:
+            out.append(False)
+            continue
+        out.append(bool((used[0] < room and inside[0]) or (used[-1] > n - 1 - room
+                                                           and inside[-1])))
+    return tuple(out)
+
+
+def _regrow_need(shape, near, cover, grow: int) -> tuple[int, int]:
+    """New class sides of a component of class ``shape`` whose support is near the slot
+    edge on the axes ``near``: at least :data:`REGROW_JUMP` times the side and
+    ``2 * grow`` more, capped at ``cover``; never smaller than ``shape``."""
+    out = []
+    for side, go, cap in zip(shape, near, cover, strict=True):
+        if go:
+            want = class_side(max(int(np.ceil(REGROW_JUMP * side)), side + max(2 * grow, 2)))
+            side = max(side, min(want, cap))
+        out.append(side)
+    return tuple(out)
+
+
+def _fit_in(classes, members, moves):
+    """Members per class after the ``moves`` ((component, class, need), ...) into the
+    smallest class of ``classes`` that holds the need and has a free slot; None when one
+    finds none."""
+    members = [list(m) for m in members]
+    for j, c, need in moves:
+        members[c].remove(j)
+        free = [d for d in range(len(classes)) if _holds_shape(classes[d], need)
+                and len(members[d]) < classes[d][2]]
+        if not free:
+            return None
+        members[min(free, key=lambda d: classes[d][0] * classes[d][1])].append(j)
+    return [sorted(m) for m in members]
+
+
+def _layout(needs: dict):
+    """Classes (:func:`choose_classes`) and members per class for components ``needs``
+    ({component: (h, w)}), each in a class that holds its need."""
+    order = sorted(needs)
+    shapes = [needs[j] for j in order]
+    classes = choose_classes(shapes)
+    slots = _assign(shapes, classes)
+    if not all(_holds_shape(classes[c], shapes[i]) for c, m in enumerate(slots) for i in m):
+        # the greedy assignment missed (rectangular needs): one class that holds them all
+        classes = ((max(h for h, _ in shapes), max(w for _, w in shapes),
+                    class_count(len(shapes))),)
+        slots = [list(range(len(shapes)))]
+    return classes, [sorted(order[i] for i in m) for m in slots]
+
+
 def regrow(observation: Observation, comps: list[InitComponent], packed: PackedBlend, state,
            opts):
     """Move the components that outgrew their class up a class and carry the fit state.
 
     Host function for a blend whose fit stopped with ``needs_room`` (the step that found a
     box reaching past its slot was not applied: see :func:`~scarlet_jax.fit.make_step`).
-    Each overflowing component needs ``2 * (grow + grow_margin)`` more pixels per axis (a
-    resize grows a box by at most ``grow`` per side; the margin is room for later growth,
-    as at packing), capped at a box that covers the image. It goes to the smallest class of
-    the blend that holds that and has a free slot (the key is then unchanged), else that
-    class gets more slots, else a new class is added. Its parameters, support, best state
+    Each layout is a program to compile, so a regrow moves a component far and moves all
+    that are about to need it at once: every component whose support comes within
+    ``grow + grow_margin`` pixels of a slot edge inside the image (the overflowing ones
+    too) gets, on those axes, at least :data:`REGROW_JUMP` times its side and
+    ``2 * (grow + grow_margin)`` more pixels, capped at a side that covers the image from its
+    peak. When each fits a free slot of a larger class of the blend, the layout (and the
+    compiled program) stays; else the classes are chosen anew (:func:`choose_classes`, each
+    component in a class at least as large as it had). Its parameters, support, best state
     and optimiser moments move with it, centred; new pixels start as a fresh optimiser sees
     them (moments 0, ``vhat`` -inf).
 
@@ -359,40 +433,29 @@ def regrow(observation: Observation, comps: list[InitComponent], packed: PackedB
     """
     state = jax.device_get(state)
     grow = int(opts.config.grow) + int(opts.run.grow_margin)
-    cap = _cap(packed.image_shape)
     old_classes = list(packed.key.classes)
     old_members = _members(packed)
-    classes = [list(c) for c in old_classes]
-    members = [list(m) for m in old_members]
+    needs = {}  # component -> new (h, w)
     moves = []
     for c, (h, w, _) in enumerate(old_classes):
         over = np.asarray(state.overflow[c])
+        support = np.asarray(state.support[c])
+        bounds = np.asarray(packed.placement[c].bounds)
+        peaks = np.asarray(packed.placement[c].peaks)
         for s, j in enumerate(old_members[c]):
-            if over[s]:
-                need = (min(class_side(h + max(2 * grow, 2)), cap),
-                        min(class_side(w + max(2 * grow, 2)), cap))
-                moves.append((j, c, (max(need[0], h), max(need[1], w))))
-    if not moves:
+            near = _near_edge(support[s], bounds[s], grow)
+            if over[s] and not any(near):  # flagged by the fit: trust it on both axes
+                near = (True, True)
+            need = _regrow_need((h, w), near, _cover(peaks[s], packed.image_shape), grow)
+            needs[j] = need
+            if over[s] or need != (h, w):
+                moves.append((j, c, need))
+    if not any(np.asarray(o).any() for o in state.overflow):
         raise ValueError("regrow: no component of the blend needs a larger box")
-    for j, c, need in moves:
-        members[c].remove(j)
-        fits = [d for d in range(len(classes)) if _holds_shape(classes[d], need)]
-        free = [d for d in fits if len(members[d]) < classes[d][2]]
-        area = lambda d: classes[d][0] * classes[d][1]  # noqa: E731
-        if free:
-            dest = min(free, key=area)
-        elif fits:
-            dest = min(fits, key=area)
-            classes[dest][2] = class_count(len(members[dest]) + 1)
-        else:
-            classes.append([need[0], need[1], 1])
-            members.append([])
-            dest = len(classes) - 1
-        members[dest].append(j)
-    order = sorted(range(len(classes)), key=lambda d: (classes[d][0] * classes[d][1],
-                                                       tuple(classes[d])))
-    classes = tuple(tuple(classes[d]) for d in order)
-    members = [sorted(members[d]) for d in order]
+    classes = tuple(old_classes)
+    members = _fit_in(classes, old_members, moves)
+    if members is None:  # a new layout for all
+        classes, members = _layout(needs)
     key = packed.key._replace(classes=classes)
     new_packed = _pack(observation, comps, key, members)
 
