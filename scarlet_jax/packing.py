@@ -443,9 +443,8 @@ def regrow(observation: Observation, comps: list[InitComponent], packed: PackedB
         bounds = np.asarray(packed.placement[c].bounds)
         peaks = np.asarray(packed.placement[c].peaks)
         for s, j in enumerate(old_members[c]):
-            near = _near_edge(support[s], bounds[s], grow)
-            if over[s] and not any(near):  # flagged by the fit: trust it on both axes
-                near = (True, True)
+            # a component that spreads on one axis mostly spreads on the other too
+            near = (over[s] or any(_near_edge(support[s], bounds[s], grow)),) * 2
             need = _regrow_need((h, w), near, _cover(peaks[s], packed.image_shape), grow)
             needs[j] = need
             if over[s] or need != (h, w):
