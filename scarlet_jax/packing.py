@@ -338,6 +338,11 @@ def _relayout(trees, old_members, new_classes, new_members, fill=0.0):
 REGROW_JUMP = 1.5
 
 
+#: at most this many size classes in a layout chosen by a regrow: each class is its own code
+#: in the block program, whose compile time grows about linearly with the classes
+REGROW_CLASSES = 2
+
+
 def _cover(peak, image_shape) -> tuple[int, int]:
     """Class sides (h, w) of a slot centred on ``peak`` that covers the whole image."""
     return tuple(class_side(2 * max(int(p), n - 1 - int(p)) + 3)
@@ -389,11 +394,12 @@ def _fit_in(classes, members, moves):
 
 
 def _layout(needs: dict):
-    """Classes (:func:`choose_classes`) and members per class for components ``needs``
+    """Classes (:func:`choose_classes`, at most :data:`REGROW_CLASSES`) and members per
+    class for components ``needs``
     ({component: (h, w)}), each in a class that holds its need."""
     order = sorted(needs)
     shapes = [needs[j] for j in order]
-    classes = choose_classes(shapes)
+    classes = choose_classes(shapes, max_classes=REGROW_CLASSES)
     slots = _assign(shapes, classes)
     if not all(_holds_shape(classes[c], shapes[i]) for c, m in enumerate(slots) for i in m):
         # the greedy assignment missed (rectangular needs): one class that holds them all
@@ -412,13 +418,13 @@ def regrow(observation: Observation, comps: list[InitComponent], packed: PackedB
     Each layout is a program to compile, so a regrow moves a component far and moves all
     that are about to need it at once: every component whose support comes within
     ``grow + grow_margin`` pixels of a slot edge inside the image (the overflowing ones
-    too) gets, on those axes, at least :data:`REGROW_JUMP` times its side and
+    too) gets, on both axes, at least :data:`REGROW_JUMP` times its side and
     ``2 * (grow + grow_margin)`` more pixels, capped at a side that covers the image from its
     peak. When each fits a free slot of a larger class of the blend, the layout (and the
-    compiled program) stays; else the classes are chosen anew (:func:`choose_classes`, each
-    component in a class at least as large as it had). Its parameters, support, best state
-    and optimiser moments move with it, centred; new pixels start as a fresh optimiser sees
-    them (moments 0, ``vhat`` -inf).
+    compiled program) stays; else the classes are chosen anew (:func:`choose_classes`, at
+    most :data:`REGROW_CLASSES`, each component in a class at least as large as it had).
+    Its parameters, support, best state and optimiser moments move with it, centred; new
+    pixels start as a fresh optimiser sees them (moments 0, ``vhat`` -inf).
 
     Args:
       observation, comps: the blend and its initial components (as packed).
