@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from . import prox as ops
 from .components import Components
-from .monotonicity import make_monotonicity
+from .monotonicity import make_monotonicity_classes
 
 __all__ = ["ConstraintConfig", "ConstraintParams", "make_prox", "make_prox_classes",
            "significant", "SPARSITY"]
@@ -99,13 +99,12 @@ def make_prox_classes(config: ConstraintConfig, box_shapes):
     symmetrics, noise_rms, params)`` with tuples over classes (box shapes ``box_shapes``,
     each odd (h, w)) returns a tuple of :class:`Components`."""
     box_shapes = tuple(tuple(int(v) for v in shape) for shape in box_shapes)
-    monos = [make_monotonicity(shape, config.fit_radius, return_peak=True)
-             if config.monotonic else None for shape in box_shapes]
+    # one monotonicity scan for all classes (it is the first operator of the chain)
+    mono = (make_monotonicity_classes(box_shapes, config.fit_radius) if config.monotonic
+            else None)
 
-    def prox_morph_one(mono, center, morph, spectrum, symmetric, noise_rms, params):
-        if mono is not None:
-            morph, peak = mono(morph, center)
-        elif config.symmetric:
+    def prox_morph_one(center, morph, peak, spectrum, symmetric, noise_rms, params):
+        if mono is None and config.symmetric:
             peak = ops.find_peak(morph, center, config.fit_radius)
         if config.symmetric:
             morph = jnp.where(symmetric, ops.uncentered_symmetry(morph, peak, fill=0.0), morph)
@@ -118,20 +117,30 @@ def make_prox_classes(config: ConstraintConfig, box_shapes):
         morph = ops.peak_floor(morph, center, params.peak_floor)
         return ops.max_normalize(morph)
 
-    def prox_class(mono, shape, c, support, active, symmetric, noise_rms, params):
-        center = jnp.array([shape[0] // 2, shape[1] // 2], jnp.int32)
-        spectra = jnp.maximum(c.spectra, params.spectrum_floor)
-        spectra = jnp.where(jnp.isfinite(spectra), spectra, params.spectrum_floor)
-        spectra = jnp.where(active[:, None], spectra, 0.0)
-        one = functools.partial(prox_morph_one, mono, center)
-        morphs = jax.vmap(one, in_axes=(0, 0, 0, None, None))(
-            c.morphs * support, spectra, symmetric, noise_rms, params)
-        return Components(spectra=spectra, morphs=morphs * support * active[:, None, None])
+    def centre(shape):
+        return jnp.array([shape[0] // 2, shape[1] // 2], jnp.int32)
 
     def prox(components, supports, actives, symmetrics, noise_rms, params: ConstraintParams):
-        return tuple(
-            prox_class(mono, shape, c, s, a, sym, noise_rms, params)
-            for mono, shape, c, s, a, sym in zip(monos, box_shapes, components, supports,
-                                                 actives, symmetrics, strict=True))
+        spectra, morphs = [], []
+        for c, support, active in zip(components, supports, actives, strict=True):
+            sp = jnp.maximum(c.spectra, params.spectrum_floor)
+            sp = jnp.where(jnp.isfinite(sp), sp, params.spectrum_floor)
+            spectra.append(jnp.where(active[:, None], sp, 0.0))
+            morphs.append(c.morphs * support)
+        if mono is not None:
+            centers = tuple(jnp.broadcast_to(centre(shape), (m.shape[0], 2))
+                            for shape, m in zip(box_shapes, morphs, strict=True))
+            morphs, peaks = mono(tuple(morphs), centers)
+        else:
+            peaks = tuple(jnp.broadcast_to(centre(shape), (m.shape[0], 2))
+                          for shape, m in zip(box_shapes, morphs, strict=True))
+        out = []
+        for shape, m, pk, sp, s, a, sym in zip(box_shapes, morphs, peaks, spectra, supports,
+                                               actives, symmetrics, strict=True):
+            one = functools.partial(prox_morph_one, centre(shape))
+            m = jax.vmap(one, in_axes=(0, 0, 0, 0, None, None))(m, pk, sp, sym, noise_rms,
+                                                                 params)
+            out.append(Components(spectra=sp, morphs=m * s * a[:, None, None]))
+        return tuple(out)
 
     return prox

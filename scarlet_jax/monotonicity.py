@@ -33,7 +33,8 @@ from jax import lax
 
 from .prox import _as_float, _as_index, _check_image, find_peak
 
-__all__ = ["make_monotonicity", "monotonicity", "monotonicity_weights"]
+__all__ = ["make_monotonicity", "make_monotonicity_classes", "monotonicity",
+           "monotonicity_weights"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,49 +255,126 @@ def _mono_batch(tables: _MonoTables, fit_radius: int, morphs, centers):
     Returns (out (K, h, w), peaks (K, 2) int32); peaks are clipped to ``tables.margin`` from
     the box centre.
     """
-    k, h, w = morphs.shape
-    dtype = morphs.dtype
-    my, mx = tables.margin
-    gh, gw = tables.grid_shape
-    n_steps, capacity = tables.reads.shape[:2]
-    peaks = jax.vmap(find_peak, in_axes=(0, 0, None))(morphs, centers, fit_radius)
-    dy = jnp.clip(peaks[:, 0] - h // 2, -my, my)  # (K,)
-    dx = jnp.clip(peaks[:, 1] - w // 2, -mx, mx)
-    top, left = my - dy, mx - dx  # grid position of morph pixel (0, 0), (K,)
+    out, peaks = _mono_classes((tables,), fit_radius, (morphs,), (centers,))
+    return out[0], peaks[0]
 
-    # embed: grid_k[gy, gx] = morph_k[gy - top_k, gx - left_k], 0 off the morph; then the
-    # state rows (components last, so each gathered row is K contiguous values)
-    padded = jnp.pad(morphs, ((0, 0), (2 * my, 2 * my), (2 * mx, 2 * mx)))
-    grid = jax.vmap(lambda m, y, x: lax.dynamic_slice(m, (y, x), (gh, gw)))(
-        padded, 2 * my - top, 2 * mx - left
+
+def _mono_classes(tables_list, fit_radius: int, morphs_list, centers_list):
+    """Monotonicity of several stacks of different box shapes (size classes) in ONE scan.
+
+    ``morphs_list[c]`` (K_c, h_c, w_c) with schedule ``tables_list[c]``. The scan runs the
+    longest schedule; each step updates every class whose schedule has that step (a class
+    with fewer steps redoes its last step with a padded table that reads the zero row and
+    changes nothing). Returns (tuple of outs, tuple of peaks) as :func:`_mono_batch`.
+    """
+    n_total = max(t.reads.shape[0] for t in tables_list)
+    states, consts, xs = [], [], []
+    for tables, morphs, centers in zip(tables_list, morphs_list, centers_list, strict=True):
+        k, h, w = morphs.shape
+        dtype = morphs.dtype
+        my, mx = tables.margin
+        gh, gw = tables.grid_shape
+        n_steps, capacity = tables.reads.shape[:2]
+        peaks = jax.vmap(find_peak, in_axes=(0, 0, None))(morphs, centers, fit_radius)
+        dy = jnp.clip(peaks[:, 0] - h // 2, -my, my)  # (K,)
+        dx = jnp.clip(peaks[:, 1] - w // 2, -mx, mx)
+        top, left = my - dy, mx - dx  # grid position of morph pixel (0, 0), (K,)
+
+        # embed: grid_k[gy, gx] = morph_k[gy - top_k, gx - left_k], 0 off the morph; then the
+        # state rows (components last, so each gathered row is K contiguous values)
+        padded = jnp.pad(morphs, ((0, 0), (2 * my, 2 * my), (2 * mx, 2 * mx)))
+        grid = jax.vmap(lambda m, y, x, gh=gh, gw=gw: lax.dynamic_slice(m, (y, x), (gh, gw)))(
+            padded, 2 * my - top, 2 * mx - left
+        )
+        flat = jnp.concatenate([jnp.zeros((1, k), dtype), grid.reshape(k, gh * gw).T])
+        states.append(_take_rows(flat, jnp.asarray(tables.source)))  # (R, K)
+        # a class with fewer steps: its extra steps read the zero row with weight 0 at
+        # coordinates far off every morph (so they write what was there)
+        extra = n_total - n_steps
+        reads = np.pad(tables.reads, ((0, extra), (0, 0), (0, 0)))
+        weights = np.pad(tables.weights, ((0, extra), (0, 0), (0, 0)))
+        coords = np.pad(tables.coords, ((0, extra), (0, 0), (0, 0)), constant_values=-(2**20))
+        xs.append((jnp.asarray(reads), jnp.asarray(weights, dtype), jnp.asarray(coords)))
+        consts.append((k, h, w, capacity, n_steps, top, left))
+        consts[-1] += (dy, dx, tables)
+
+    def step(states, table):
+        s, per_class = table  # (), per class ((C, M), (C, M), (2, C))
+        new_states = []
+        for state, (reads, wts, coords), (k, h, w, capacity, n_steps, top, left, *_) in zip(
+            states, per_class, consts, strict=True
+        ):
+            vals = _take_rows(state, reads.reshape(-1)).reshape(capacity, _MAX_READS, k)
+            total = wts[:, 0, None] * vals[:, 0]  # lite's order
+            for j in range(1, _MAX_READS):
+                total = total + wts[:, j, None] * vals[:, j]
+            # one index dtype under x64; past its schedule a class redoes its last step
+            first = 2 + jnp.minimum(s, n_steps - 1) * capacity
+            zero = jnp.zeros((), first.dtype)
+            old = lax.dynamic_slice(state, (first, zero), (capacity, k))
+            # grid pixels off the morph read as 0 and stay 0 (lite zero-pads the image by 1)
+            y = coords[0][:, None] - top[None, :]
+            x = coords[1][:, None] - left[None, :]
+            inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+            new = jnp.where(inside, jnp.minimum(old, total), old)
+            new_states.append(lax.dynamic_update_slice(state, new, (first, zero)))
+        return tuple(new_states), None
+
+    steps = jnp.arange(n_total, dtype=jnp.int32)
+    states, _ = lax.scan(step, tuple(states), (steps, tuple(xs)))
+
+    outs, peaks_out = [], []
+    for state, (k, h, w, *_, top, left, dy, dx, tables) in zip(states, consts, strict=True):
+        gh, gw = tables.grid_shape
+        # extract: out_k[y, x] = grid_k[y + top_k, x + left_k]
+        grid = _take_rows(state, jnp.asarray(tables.row_of)).T.reshape(k, gh, gw)
+        outs.append(jax.vmap(lambda g, y, x, h=h, w=w: lax.dynamic_slice(g, (y, x), (h, w)))(
+            grid, top, left))
+        peaks_out.append(jnp.stack([dy + h // 2, dx + w // 2], axis=-1))
+    return tuple(outs), tuple(peaks_out)
+
+
+def make_monotonicity_classes(box_shapes, fit_radius: int = 1):
+    """:func:`make_monotonicity` (peaks near the box centre, ``return_peak``) for several
+    stacks of morphs of different box shapes (size classes) at once: one scan for all of
+    them, as long as the longest schedule (one scan per shape would pay the per-step cost,
+    and compile a loop, once per shape).
+
+    Args:
+      box_shapes: static sequence of (h_c, w_c), one per stack.
+      fit_radius: static window half-size for re-finding the peak.
+
+    Returns:
+      ``mono(morphs, centers) -> (outs, peaks)``: ``morphs`` a tuple of (K_c, h_c, w_c),
+      ``centers`` a tuple of (K_c, 2) int32; outputs are tuples of (K_c, h_c, w_c) and
+      (K_c, 2) int32. ``jax.vmap`` of it flattens the mapped axis into the stacks.
+    """
+    box_shapes = tuple(tuple(int(v) for v in shape) for shape in box_shapes)
+    if fit_radius < 0:
+        raise ValueError(f"fit_radius must be >= 0, got {fit_radius=}")
+    tables = tuple(
+        _mono_tables(shape, (min(fit_radius, shape[0] // 2), min(fit_radius, shape[1] // 2)))
+        for shape in box_shapes
     )
-    flat = jnp.concatenate([jnp.zeros((1, k), dtype), grid.reshape(k, gh * gw).T])
-    state = _take_rows(flat, jnp.asarray(tables.source))  # (R, K)
-    weights = jnp.asarray(tables.weights, dtype)
 
-    def step(state, table):
-        s, reads, wts, coords = table  # (), (C, M), (C, M), (2, C)
-        vals = _take_rows(state, reads.reshape(-1)).reshape(capacity, _MAX_READS, k)
-        total = wts[:, 0, None] * vals[:, 0]  # lite's order
-        for j in range(1, _MAX_READS):
-            total = total + wts[:, j, None] * vals[:, j]
-        first, zero = 2 + s * capacity, jnp.zeros((), s.dtype)  # one index dtype under x64
-        old = lax.dynamic_slice(state, (first, zero), (capacity, k))
-        # grid pixels off the morph read as 0 and stay 0 (lite zero-pads the image by 1)
-        y = coords[0][:, None] - top[None, :]
-        x = coords[1][:, None] - left[None, :]
-        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
-        new = jnp.where(inside, jnp.minimum(old, total), old)
-        return lax.dynamic_update_slice(state, new, (first, zero)), None
+    @jax.custom_batching.custom_vmap
+    def mono(morphs, centers):
+        return _mono_classes(tables, fit_radius, tuple(morphs), tuple(centers))
 
-    steps = jnp.arange(n_steps, dtype=jnp.int32)
-    table = (steps, jnp.asarray(tables.reads), weights, jnp.asarray(tables.coords))
-    state, _ = lax.scan(step, state, table)
+    @mono.def_vmap
+    def _rule(axis_size, in_batched, morphs, centers):
+        def flat(x, batched):
+            x = x if batched else jnp.broadcast_to(x, (axis_size,) + x.shape)
+            return x.reshape((-1,) + x.shape[2:])
 
-    # extract: out_k[y, x] = grid_k[y + top_k, x + left_k]
-    grid = _take_rows(state, jnp.asarray(tables.row_of)).T.reshape(k, gh, gw)
-    out = jax.vmap(lambda g, y, x: lax.dynamic_slice(g, (y, x), (h, w)))(grid, top, left)
-    return out, jnp.stack([dy + h // 2, dx + w // 2], axis=-1)
+        ks = [m.shape[-3] for m in morphs]
+        outs, peaks = mono(tuple(flat(m, b) for m, b in zip(morphs, in_batched[0], strict=True)),
+                           tuple(flat(c, b) for c, b in zip(centers, in_batched[1], strict=True)))
+        outs = tuple(o.reshape((axis_size, k) + o.shape[1:]) for o, k in zip(outs, ks, strict=True))
+        peaks = tuple(p.reshape((axis_size, k, 2)) for p, k in zip(peaks, ks, strict=True))
+        return (outs, peaks), (tuple(True for _ in ks), tuple(True for _ in ks))
+
+    return mono
 
 
 def make_monotonicity(

@@ -256,6 +256,34 @@ def test_make_monotonicity_vmap_variants():
     np.testing.assert_allclose(out, np.broadcast_to(loop[0, 0], out.shape), atol=1e-7)
 
 
+def test_make_monotonicity_classes_equals_one_scan_per_shape():
+    """Size classes of different shapes in one scan (schedules of different lengths):
+    each stack comes out as :func:`make_monotonicity` of its own shape gives it, also under
+    a vmap over blends (the lane axis)."""
+    rng = np.random.default_rng(11)
+    shapes = [(7, 7), (13, 9), (17, 21)]
+    mono = monotonicity.make_monotonicity_classes(shapes, fit_radius=1)
+    stacks, centers, loops = [], [], []
+    for k, shape in zip((3, 2, 1), shapes, strict=True):
+        c = (shape[0] // 2, shape[1] // 2)
+        imgs = np.stack([galaxy(rng, shape, (c[0] + rng.integers(-1, 2),
+                                             c[1] + rng.integers(-1, 2)), noise=0.1)
+                         for _ in range(2 * k)]).reshape(2, k, *shape)
+        cen = np.broadcast_to(np.array(c, np.int32), (2, k, 2))
+        one = monotonicity.make_monotonicity(shape, fit_radius=1, return_peak=True)
+        loops.append(jax.vmap(jax.vmap(one))(imgs, cen))
+        stacks.append(imgs)
+        centers.append(cen)
+    outs, peaks = mono(tuple(s[0] for s in stacks), tuple(c[0] for c in centers))
+    for c, (out, peak) in enumerate(loops):
+        np.testing.assert_array_equal(outs[c], out[0])
+        np.testing.assert_array_equal(peaks[c], peak[0])
+    outs, peaks = jax.jit(jax.vmap(mono))(tuple(stacks), tuple(centers))
+    for c, (out, peak) in enumerate(loops):
+        np.testing.assert_array_equal(outs[c], out)
+        np.testing.assert_array_equal(peaks[c], peak)
+
+
 def test_make_monotonicity_clips_far_peaks():
     """A peak beyond max_offset is clipped: monotone about the clipped peak."""
     rng = np.random.default_rng(3)
