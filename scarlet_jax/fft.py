@@ -50,7 +50,7 @@ def kernel_to_fft(kernel: np.ndarray, fft_shape: tuple[int, int]) -> jnp.ndarray
     grid = np.zeros(kernel.shape[:-2] + tuple(fft_shape))
     grid[..., :kh, :kw] = kernel
     grid = np.roll(grid, (-(kh // 2), -(kw // 2)), axis=(-2, -1))
-    return jnp.asarray(np.fft.rfft2(grid).astype(np.complex64))
+    return jax.device_put(np.fft.rfft2(grid).astype(np.complex64))  # no eager program
 
 
 def convolve(images, kernel_fft, fft_shape):

@@ -20,7 +20,6 @@ A component whose box outgrows its class moves up a class at a block boundary:
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .buckets import bucket_canvas, class_count, class_side, sort_classes
@@ -223,16 +222,16 @@ def _pack_class(components, members, shape, slots, image_shape, n_bands):
         support[k, my, mx] = 1.0
         morphs[k] *= support[k]
     placement = Placement(
-        origins=jnp.asarray(origins),
-        bounds=jnp.asarray(bounds),
-        support=jnp.asarray(support),
-        active=jnp.asarray(active),
-        source=jnp.asarray(source),
-        peaks=jnp.asarray(peaks),
-        symmetric=jnp.asarray(symmetric),
-        index=jnp.asarray(index),
+        origins=jax.device_put(origins),
+        bounds=jax.device_put(bounds),
+        support=jax.device_put(support),
+        active=jax.device_put(active),
+        source=jax.device_put(source),
+        peaks=jax.device_put(peaks),
+        symmetric=jax.device_put(symmetric),
+        index=jax.device_put(index),
     )
-    return placement, Components(spectra=jnp.asarray(spectra), morphs=jnp.asarray(morphs))
+    return placement, Components(spectra=jax.device_put(spectra), morphs=jax.device_put(morphs))
 
 
 def _pack(observation, components, key: BucketKey, members) -> PackedBlend:
@@ -249,10 +248,10 @@ def _pack(observation, components, key: BucketKey, members) -> PackedBlend:
         placements.append(p)
         comps.append(c)
     data = FitData(
-        images=jnp.asarray(images),
-        weights=jnp.asarray(weights),
+        images=jax.device_put(images),
+        weights=jax.device_put(weights),
         kernel_fft=kernel_to_fft(observation.diff_kernel, key.fft_shape),
-        noise_rms=jnp.asarray(observation.noise_rms, jnp.float32),
+        noise_rms=jax.device_put(np.asarray(observation.noise_rms, np.float32)),
         fft_shape=key.fft_shape,
         margin=margin,
     )

@@ -130,7 +130,7 @@ def test_symmetric_per_source():
 def test_option_variants_run(opts):
     """Each variant compiles its own programs: a small blend of three sources keeps that
     cheap (one size class; the HSC tests above cover the default operators on real data)."""
-    blend = sj.datasets.synthetic_blend(7, shape=(48, 48), n_sources=(3, 3))
+    blend = sj.datasets.synthetic_blend(7, shape=(32, 32), n_sources=(3, 3))
     res = sj.deblend(blend.observation, blend.centers, max_iter=40, **opts)
     assert not res.diverged
     assert np.isfinite(res.model).all() and res.loss[-1] < res.loss[0]
