@@ -27,8 +27,8 @@ def _classed(components, placement):
 
 
 def render(components, placement, data: FitData) -> jax.Array:
-    """(B, H, W) model in the observed frame, ``P(M)``: the one render of the package (the
-    result's ``model`` and ``source_models`` call it too); differentiable through the
+    """(B, H, W) model in the observed frame, ``P(M)``: the one render of the fit (a
+    result's ``model`` is the same sum on the host, in numpy); differentiable through the
     hand-written VJPs of the insertion and the convolution. ``components``/``placement``:
     one class or a tuple of classes."""
     comps, places, _ = _classed(components, placement)

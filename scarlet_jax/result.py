@@ -5,13 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .components import Components, FitData, Placement
+from .components import Components
 from .fft import fft_shape_for, kernel_to_fft
-from .likelihood import render
 from .observation import Observation
 
 __all__ = ["DeblendResult"]
@@ -115,49 +113,45 @@ class DeblendResult:
         np.add.at(out, self.component_source, self.component_fluxes)
         return out
 
-    def _fit_view(self) -> tuple[Placement, FitData]:
-        """The result as the fit sees a blend, on the unpadded image: its placement and data
-        (the FFT grid of :func:`~scarlet_jax.fft.fft_shape_for` for this image)."""
-        obs = self.observation
-        _, height, width = obs.shape
-        k = self.n_components
-        fft_shape = fft_shape_for((height, width), obs.diff_kernel.shape[-2:])
-        support = jnp.asarray(self.support, jnp.float32)
-        placement = Placement(
-            origins=jnp.asarray(self.origins, jnp.int32),
-            bounds=support,
-            support=support,
-            active=jnp.ones((k,), bool),
-            source=jnp.asarray(self.component_source, jnp.int32),
-            peaks=jnp.asarray(self.peaks, jnp.int32),
-            symmetric=jnp.zeros((k,), bool),
-        )
-        data = FitData(
-            images=jnp.asarray(obs.images, jnp.float32),
-            weights=jnp.asarray(obs.weights, jnp.float32),
-            kernel_fft=kernel_to_fft(obs.diff_kernel, fft_shape),
-            noise_rms=jnp.asarray(obs.noise_rms, jnp.float32),
-            fft_shape=fft_shape,
-            margin=self.morphs.shape[-1] // 2,
-        )
-        return placement, data
+    def _models(self, mask: np.ndarray, convolved: bool = True) -> np.ndarray:
+        """Model of the components selected by ``mask`` (K,) -> (B, H, W), or (N, K) ->
+        (N, B, H, W), float32 in the observed frame: convolved with the difference kernel
+        (what :func:`~scarlet_jax.likelihood.render` computes in a fit: boxes masked by their
+        support, summed into the image, the same FFT grid and kernel) or not.
 
-    def _models(self, mask: np.ndarray) -> jax.Array:
-        """Convolved model (:func:`~scarlet_jax.likelihood.render`) of the components selected
-        by ``mask`` (K,) -> (B, H, W), or (N, K) -> (N, B, H, W)."""
-        placement, data = self._fit_view()
-        spectra, morphs = jnp.asarray(self.spectra), jnp.asarray(self.morphs)
-
-        def one(m):
-            return render(Components(spectra=spectra * m[:, None], morphs=morphs), placement, data)
-
-        mask = jnp.asarray(mask, jnp.float32)
-        return one(mask) if mask.ndim == 1 else jax.lax.map(one, mask)
+        Computed on the host with numpy: a result's model is read once per blend, and a
+        device program here would compile again for every new blend shape (in a fresh
+        process, that was seconds per shape for a few milliseconds of work)."""
+        mask = np.asarray(mask, np.float32)
+        masks = mask[None] if mask.ndim == 1 else mask
+        n_bands, height, width = self.observation.shape
+        morphs = self.morphs * self.support if convolved else self.morphs
+        boxes = self.spectra[:, :, None, None] * morphs[:, None]  # (K, B, h, w)
+        bh, bw = morphs.shape[-2:]
+        if convolved:
+            kernel = self.observation.diff_kernel
+            fft_shape = fft_shape_for((height, width), kernel.shape[-2:])
+            kernel_fft = np.asarray(kernel_to_fft(kernel, fft_shape))
+        out = np.zeros((len(masks), n_bands, height, width), np.float32)
+        for n, m in enumerate(masks):  # one (B, H, W) image at a time: memory stays small
+            image = np.zeros((n_bands, height, width), np.float64)
+            for k in np.flatnonzero(m):
+                oy, ox = self.origins[k]
+                y0, x0 = max(oy, 0), max(ox, 0)
+                y1, x1 = min(oy + bh, height), min(ox + bw, width)
+                if y1 > y0 and x1 > x0:
+                    image[:, y0:y1, x0:x1] += m[k] * boxes[k][:, y0 - oy:y1 - oy,
+                                                             x0 - ox:x1 - ox]
+            if convolved:
+                image = np.fft.irfft2(np.fft.rfft2(image, s=fft_shape) * kernel_fft,
+                                      s=fft_shape)[:, :height, :width]
+            out[n] = image
+        return out[0] if mask.ndim == 1 else out
 
     @property
     def model(self) -> np.ndarray:
         """(B, H, W) float32 convolved model in the observed frame."""
-        return np.asarray(self._models(np.ones(self.n_components)))
+        return self._models(np.ones(self.n_components))
 
     @property
     def residual(self) -> np.ndarray:
@@ -168,20 +162,7 @@ class DeblendResult:
         """(S, B, H, W) float32 per-source model, in the observed frame (convolved with the
         difference kernel) by default, else in the model frame."""
         select = (self.component_source[None, :] == np.arange(self.n_sources)[:, None])
-        if convolved:
-            return np.asarray(self._models(select.astype(np.float32)))
-        n_bands, height, width = self.observation.shape
-        out = np.zeros((self.n_sources, n_bands, height, width), np.float32)
-        boxes = self.spectra[:, :, None, None] * self.morphs[:, None]
-        box = self.morphs.shape[-1]
-        for k in range(self.n_components):
-            oy, ox = self.origins[k]
-            y0, x0 = max(oy, 0), max(ox, 0)
-            y1, x1 = min(oy + box, height), min(ox + box, width)
-            out[self.component_source[k], :, y0:y1, x0:x1] += boxes[k][
-                :, y0 - oy : y1 - oy, x0 - ox : x1 - ox
-            ]
-        return out
+        return self._models(select.astype(np.float32), convolved=convolved)
 
     def chi2(self) -> float:
         """``sum(W * (D - P(M))**2)`` over all pixels."""

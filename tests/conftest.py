@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -10,9 +12,24 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-# the library turns on JAX's persistent compilation cache at its first fit; tests stay
-# hermetic unless the caller points SCARLET_JAX_CACHE at a folder
+# The library turns on its compilation cache (JAX's persistent cache and the executable
+# store, cache.py) at its first fit. A test run gets one fresh folder of its own: the
+# controlling process makes it before any test runs, the xdist workers and every
+# subprocess (CLI, dask workers) inherit it through the environment, so a program compiled
+# by one test is loaded by the others, and the folder is removed when the run ends (hermetic
+# per run). A caller's SCARLET_JAX_CACHE (a folder, or "off") is kept as given. Tests of the
+# cache itself point it at their own tmp_path.
+_RUN_CACHE = None
+if "SCARLET_JAX_CACHE" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+    _RUN_CACHE = tempfile.mkdtemp(prefix="scarlet_jax_test_cache_")
+    os.environ["SCARLET_JAX_CACHE"] = _RUN_CACHE
 os.environ.setdefault("SCARLET_JAX_CACHE", "off")
+
+
+def pytest_unconfigure(config):
+    """Remove this run's cache folder (in the process that made it)."""
+    if _RUN_CACHE is not None and not hasattr(config, "workerinput"):
+        shutil.rmtree(_RUN_CACHE, ignore_errors=True)
 
 #: ``../shared/reference`` beside the checkout (``SCARLET_JAX_REFERENCE`` points elsewhere).
 #: Every test reads reference files through :func:`require_file` (test_infrastructure

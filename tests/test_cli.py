@@ -29,17 +29,21 @@ def _table_rows(out_dir, stem):
 
 @pytest.fixture(scope="module", autouse=True)
 def _isolated_compilation_cache(tmp_path_factory):
-    """The CLI turns on JAX's persistent compilation cache: point it at a temporary folder
-    and restore the previous settings for the rest of the test session."""
+    """The CLI turns on the compilation cache: the test run's shared folder (conftest.py)
+    when there is one, so the CLI's subprocesses load what other tests compiled, else a
+    temporary folder; the previous settings come back for the rest of the test session."""
     import os
 
     import jax
+
+    from scarlet_jax.cache import cache_dir
 
     keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
             "jax_persistent_cache_min_entry_size_bytes")
     saved = {k: getattr(jax.config, k) for k in keys}
     env = os.environ.get("SCARLET_JAX_CACHE")
-    os.environ["SCARLET_JAX_CACHE"] = str(tmp_path_factory.mktemp("jax_cache"))
+    if cache_dir() is None:
+        os.environ["SCARLET_JAX_CACHE"] = str(tmp_path_factory.mktemp("jax_cache"))
     yield
     if env is None:
         os.environ.pop("SCARLET_JAX_CACHE", None)

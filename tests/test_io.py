@@ -18,7 +18,7 @@ from scarlet_jax.errors import BadFileError, BadInputError
 from scarlet_jax.result import DeblendResult
 
 LITE_JSON = REFERENCE / "hsc_cosmos_35_lite_model.json"
-MAX_ITER = 15
+MAX_ITER = 15  # as test_api and the CLI demo test: one fit program, compiled once per run
 
 
 @pytest.fixture(scope="module")

@@ -200,7 +200,24 @@ def test_memory_limit_refuses_a_blend_too_large_naming_size_and_limit():
         memory_limit("lots")
 
 
-def test_a_stored_executable_is_loaded_and_a_corrupt_one_recompiled(tmp_path, monkeypatch):
+@pytest.fixture
+def without_jax_cache():
+    """JAX's persistent cache switched off for one test, then back as it was: once any fit
+    ran in this process it is on (at the test run's folder), and it would supply a
+    recompile that the executable store never stores (see ``cache._listen``)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    yield
+    jax.config.update("jax_enable_compilation_cache", enabled)
+    compilation_cache.reset_cache()
+
+
+def test_a_stored_executable_is_loaded_and_a_corrupt_one_recompiled(tmp_path, monkeypatch,
+                                                                     without_jax_cache):
     import jax
     import jax.numpy as jnp
 
