@@ -57,6 +57,43 @@ def test_result_api(lite_recipe, hsc):
     assert list(np.bincount(res.component_source)) == [2, 2, 2, 1, 1, 1, 1]
 
 
+def test_result_model_is_the_fits_render(lite_recipe):
+    """A result's model (numpy, on the host) is the fit's own render (likelihood.render,
+    the device program the loss is computed from) of the same components: one idea, two
+    implementations, pinned together here."""
+    import jax.numpy as jnp
+
+    from scarlet_jax.components import Components, FitData, Placement
+    from scarlet_jax.fft import fft_shape_for, kernel_to_fft
+    from scarlet_jax.likelihood import render
+
+    res = lite_recipe
+    obs = res.observation
+    k = res.n_components
+    support = jnp.asarray(res.support, jnp.float32)
+    placement = Placement(
+        origins=jnp.asarray(res.origins, jnp.int32), bounds=support, support=support,
+        active=jnp.ones((k,), bool), source=jnp.asarray(res.component_source, jnp.int32),
+        peaks=jnp.asarray(res.peaks, jnp.int32), symmetric=jnp.zeros((k,), bool))
+    fft_shape = fft_shape_for(obs.shape[-2:], obs.diff_kernel.shape[-2:])
+    data = FitData(images=jnp.asarray(obs.images, jnp.float32),
+                   weights=jnp.asarray(obs.weights, jnp.float32),
+                   kernel_fft=kernel_to_fft(obs.diff_kernel, fft_shape),
+                   noise_rms=jnp.asarray(obs.noise_rms, jnp.float32), fft_shape=fft_shape,
+                   margin=res.morphs.shape[-1] // 2)
+    comps = Components(spectra=jnp.asarray(res.spectra), morphs=jnp.asarray(res.morphs))
+    device = np.asarray(render(comps, placement, data))
+    assert res.model.shape == device.shape == obs.shape
+    np.testing.assert_allclose(res.model, device, rtol=0,
+                               atol=1e-5 * float(np.abs(device).max()))
+    # and a source's model is the render of its components alone
+    one = int(res.component_source[0])
+    mask = jnp.asarray(res.component_source == one, jnp.float32)[:, None]
+    alone = np.asarray(render(comps.replace(spectra=comps.spectra * mask), placement, data))
+    np.testing.assert_allclose(res.source_models()[one], alone, rtol=0,
+                               atol=1e-5 * float(np.abs(alone).max()))
+
+
 def test_default_options_fit_well(hsc, reference_fit):
     obs, centers = hsc
     res = sj.deblend(obs, centers)
