@@ -208,6 +208,8 @@ def test_an_early_overshoot_backs_off_instead_of_diverging():
     assert loss[-1] < loss[0]
 
 
+@pytest.mark.slow  # ~35 s on 2 cores, mostly compiling the batch and three single fits
+
 def test_backing_off_is_per_blend_in_a_batch():
     """In one batch with blends that never jump, each blend's result is its single fit."""
     import scarlet_jax as sj
