@@ -136,6 +136,12 @@ class FitState(NamedTuple):
         they are state: the fit's answer depends on them).
       overflow: (K_c,) bool per class: the components whose box needs a larger class (set
         with ``needs_room``).
+      step_scale: () float32 factor on the optimiser's steps, 1 until the loss jumps: a
+        state whose loss is above ``JUMP_FACTOR`` x (best loss + n_pixels) is dropped, the
+        fit goes back to the best state with a fresh optimiser state and the steps cut by
+        ``min(1/2, sqrt((best + n_pixels) / loss))`` (the loss grows about as the step
+        squared), until the factor is below ``MIN_STEP_SCALE``; after that a loss past the
+        divergence test stops the fit (``diverged``).
     """
 
     components: Components
@@ -151,6 +157,7 @@ class FitState(NamedTuple):
     best_components: Components
     best_support: Any
     best_loss: jax.Array
+    step_scale: jax.Array
     overflow: Any = ()
 
 
@@ -194,8 +201,15 @@ def init_fit_state(components, placement, optimizer, config: FitConfig) -> FitSt
         best_components=components,
         best_support=support,
         best_loss=jnp.array(jnp.inf, f32),
+        step_scale=jnp.ones((), f32),
         overflow=tuple(jnp.zeros(p.active.shape, bool) for p in places),
     )
+
+
+# A loss above JUMP_FACTOR x (best loss + n_pixels) is an optimiser overshoot (e.g. a first
+# Adam step on a bright, wide-kernel spectrum): the fit backs off (see FitState.step_scale).
+JUMP_FACTOR = 10.0
+MIN_STEP_SCALE = 1e-4
 
 
 def _all_finite(tree) -> jax.Array:
@@ -238,7 +252,8 @@ def make_step(
             return prox_fn(cs, state.support, actives, symmetrics, data.noise_rms,
                            params.constraints)
 
-        components, opt_state = optimizer.update(grads, state.opt_state, state.components, prox)
+        components, opt_state = optimizer.update(grads, state.opt_state, state.components, prox,
+                                                 scale=state.step_scale)
         support = state.support
         overflow = no_overflow
         if config.resize:
@@ -269,6 +284,11 @@ def make_step(
         recorded = jnp.where(jnp.isfinite(loss), loss, jnp.nan)  # what the history shows
         recent = stopping.record(state.recent, recorded)
         finite = jnp.isfinite(loss) & _all_finite(components) & _all_finite(opt_state)
+        # an overshoot: drop this state, go back to the best one with half the steps
+        jump = (~state.done & (loss > JUMP_FACTOR * (state.best_loss + n_pix))
+                & (state.step_scale > MIN_STEP_SCALE))
+        # the loss grows about as the step squared: the cut that brings it back to scale
+        cut = jnp.minimum(0.5, jnp.sqrt((state.best_loss + n_pix) / loss))
         blew_up = loss > params.divergence_factor * (loss0 + n_pix)
         it = state.it + 1
         # What the step keeps, as one select per array (the state is large; selects over
@@ -278,30 +298,34 @@ def make_step(
         #   row of history, no iteration counted); the host moves the component up
         #   (packing.regrow) and the step is redone there;
         # - a step that went non-finite: the last finite state is kept, flagged, stopped.
-        needs_room = needs_room & finite & ~state.done
+        # - a jump (an overshoot): the best state comes back with a fresh optimiser state and
+        #   halved steps; the iteration counts, its loss stays out of the stopping window.
+        needs_room = needs_room & finite & ~state.done & ~jump
         moves = ~state.done & ~needs_room  # the step counts (a non-finite one too)
-        go = moves & finite  # its update is applied
+        go = moves & finite & ~jump  # its update is applied
 
         def pick(flag, upd, old):
             return jax.tree.map(lambda u, o: jnp.where(flag, u, o), upd, old)
 
         # the best evaluated state so far (``loss`` is the loss of ``state.components``)
         better = moves & jnp.isfinite(loss) & (loss < state.best_loss)
+        restart = optimizer.init(state.best_components)
         new = FitState(
-            components=pick(go, components, state.components),
-            support=pick(go, support, state.support),
-            opt_state=pick(go, opt_state, state.opt_state),
+            components=pick(jump, state.best_components, pick(go, components, state.components)),
+            support=pick(jump, state.best_support, pick(go, support, state.support)),
+            opt_state=pick(jump, restart, pick(go, opt_state, state.opt_state)),
             loss0=jnp.where(go, loss0, state.loss0),
-            recent=jnp.where(moves, recent, state.recent),
+            recent=jnp.where(moves & ~jump, recent, state.recent),
             it=jnp.where(moves, it, state.it),
-            done=state.done | needs_room | ~finite | converged | (it >= config.max_iter)
-            | blew_up,
+            done=state.done | needs_room | ((~finite | converged | blew_up) & ~jump)
+            | (it >= config.max_iter),
             converged=jnp.where(go, converged, state.converged),
-            diverged=jnp.where(moves, ~finite | blew_up, state.diverged),
+            diverged=jnp.where(moves, (~finite | blew_up) & ~jump, state.diverged),
             needs_room=state.needs_room | needs_room,
             best_components=pick(better, state.components, state.best_components),
             best_support=pick(better, state.support, state.best_support),
             best_loss=jnp.where(better, loss, state.best_loss),
+            step_scale=jnp.where(jump, state.step_scale * cut, state.step_scale),
             overflow=pick(needs_room, overflow, pick(state.done, state.overflow, no_overflow)),
         )
         chex.assert_trees_all_equal_shapes_and_dtypes(new, state)  # a valid scan carry

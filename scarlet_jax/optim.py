@@ -1,9 +1,10 @@
 """Proximal optimisers in optax style: ``init(params) -> state`` and
-``update(grads, state, params, prox) -> (new_params, state)``.
+``update(grads, state, params, prox, scale=1.0) -> (new_params, state)``.
 
 Unlike optax, ``update`` returns the new parameters, because the proximal operator must see
 the whole new point. ``params`` is any pytree (here :class:`~scarlet_jax.components.Components`);
-step sizes come from a ``step_fn(params) -> pytree like params`` given to the factory.
+step sizes come from a ``step_fn(params) -> pytree like params`` given to the factory,
+times ``scale`` (a () factor: the fit halves it for a blend whose loss jumped).
 """
 
 from __future__ import annotations
@@ -79,11 +80,12 @@ def proximal_adam(
         vhat = jax.tree.map(lambda x: jnp.full_like(x, -jnp.inf), params)
         return ProxAdamState(jnp.zeros((), jnp.int32), zeros, zeros, vhat)
 
-    def update(grads, state, params, prox):
+    def update(grads, state, params, prox, scale=1.0):
         m = optax.tree.update_moment(grads, state.m, b1, 1)
         v = optax.tree.update_moment_per_elem_norm(grads, state.v, b2, 2)
         vhat = jax.tree.map(jnp.maximum, state.vhat, v)
         damp = jnp.where(state.count == 0, first_step_damping, 1.0).astype(jnp.float32)
+        damp = damp * scale  # exact when scale is 1
         steps = step_fn(params)
         moved = jax.tree.map(
             lambda x, s, mu, vh: x - damp * s * mu / jnp.sqrt(jnp.maximum(vh, eps)),
@@ -110,9 +112,9 @@ def fista(step_fn: Callable[[Params], Params]) -> ProximalOptimizer:
     def init(params):
         return FistaState(z=params, t=jnp.ones((), jnp.float32))
 
-    def update(grads, state, params, prox):
+    def update(grads, state, params, prox, scale=1.0):
         steps = step_fn(params)
-        y = jax.tree.map(lambda z, s, g: z - s * g, state.z, steps, grads)
+        y = jax.tree.map(lambda z, s, g: z - scale * s * g, state.z, steps, grads)
         new = prox(y)
         t_new = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * state.t**2))
         omega = (state.t - 1.0) / t_new
