@@ -140,8 +140,9 @@ class FitState(NamedTuple):
         state whose loss is above ``JUMP_FACTOR`` x (best loss + n_pixels) is dropped, the
         fit goes back to the best state with a fresh optimiser state and the steps cut by
         ``min(1/2, sqrt((best + n_pixels) / loss))`` (the loss grows about as the step
-        squared), until the factor is below ``MIN_STEP_SCALE``; after that a loss past the
-        divergence test stops the fit (``diverged``).
+        squared), as long as the factor stays at or above ``MIN_STEP_SCALE``; a jump that
+        needs a smaller one (a non-finite loss, absurd step options) is left to the
+        divergence test, which stops the fit (``diverged``).
     """
 
     components: Components
@@ -284,11 +285,13 @@ def make_step(
         recorded = jnp.where(jnp.isfinite(loss), loss, jnp.nan)  # what the history shows
         recent = stopping.record(state.recent, recorded)
         finite = jnp.isfinite(loss) & _all_finite(components) & _all_finite(opt_state)
-        # an overshoot: drop this state, go back to the best one with half the steps
-        jump = (~state.done & (loss > JUMP_FACTOR * (state.best_loss + n_pix))
-                & (state.step_scale > MIN_STEP_SCALE))
         # the loss grows about as the step squared: the cut that brings it back to scale
         cut = jnp.minimum(0.5, jnp.sqrt((state.best_loss + n_pix) / loss))
+        # an overshoot: drop this state, go back to the best one with the steps cut; a jump
+        # that would need steps below MIN_STEP_SCALE (a non-finite loss, absurd step options)
+        # is a divergence, not an overshoot
+        jump = (~state.done & (loss > JUMP_FACTOR * (state.best_loss + n_pix))
+                & (state.step_scale * cut >= MIN_STEP_SCALE))
         blew_up = loss > params.divergence_factor * (loss0 + n_pix)
         it = state.it + 1
         # What the step keeps, as one select per array (the state is large; selects over
