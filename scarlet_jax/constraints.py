@@ -127,13 +127,11 @@ def make_prox_classes(config: ConstraintConfig, box_shapes):
             sp = jnp.where(jnp.isfinite(sp), sp, params.spectrum_floor)
             spectra.append(jnp.where(active[:, None], sp, 0.0))
             morphs.append(c.morphs * support)
+        # the peaks are the box centres unless monotonicity re-finds them
+        peaks = tuple(jnp.broadcast_to(centre(shape), (m.shape[0], 2))
+                      for shape, m in zip(box_shapes, morphs, strict=True))
         if mono is not None:
-            centers = tuple(jnp.broadcast_to(centre(shape), (m.shape[0], 2))
-                            for shape, m in zip(box_shapes, morphs, strict=True))
-            morphs, peaks = mono(tuple(morphs), centers)
-        else:
-            peaks = tuple(jnp.broadcast_to(centre(shape), (m.shape[0], 2))
-                          for shape, m in zip(box_shapes, morphs, strict=True))
+            morphs, peaks = mono(tuple(morphs), peaks)
         out = []
         for shape, m, pk, sp, s, a, sym in zip(box_shapes, morphs, peaks, spectra, supports,
                                                actives, symmetrics, strict=True):

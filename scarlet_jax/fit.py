@@ -302,7 +302,8 @@ def make_step(
         #   (packing.regrow) and the step is redone there;
         # - a step that went non-finite: the last finite state is kept, flagged, stopped.
         # - a jump (an overshoot): the best state comes back with a fresh optimiser state and
-        #   halved steps; the iteration counts, its loss stays out of the stopping window.
+        #   the steps cut (``step_scale``); the iteration counts, its loss stays out of the
+        #   stopping window.
         needs_room = needs_room & finite & ~state.done & ~jump
         moves = ~state.done & ~needs_room  # the step counts (a non-finite one too)
         go = moves & finite & ~jump  # its update is applied

@@ -295,8 +295,7 @@ def _mono_classes(tables_list, fit_radius: int, morphs_list, centers_list):
         weights = np.pad(tables.weights, ((0, extra), (0, 0), (0, 0)))
         coords = np.pad(tables.coords, ((0, extra), (0, 0), (0, 0)), constant_values=-(2**20))
         xs.append((jnp.asarray(reads), jnp.asarray(weights, dtype), jnp.asarray(coords)))
-        consts.append((k, h, w, capacity, n_steps, top, left))
-        consts[-1] += (dy, dx, tables)
+        consts.append((k, h, w, capacity, n_steps, top, left, dy, dx, tables))
 
     def step(states, table):
         s, per_class = table  # (), per class ((C, M), (C, M), (2, C))
