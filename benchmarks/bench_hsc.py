@@ -4,6 +4,12 @@ iteration against the blend's own four FFTs, compile time, and the padding of th
 classes (slot pixels against the components' own boxes), also on a mixed synthetic set.
 
   python benchmarks/bench_hsc.py [--repeats 5] [--out benchmarks/results]
+  python benchmarks/bench_hsc.py --compile [--out benchmarks/results]
+
+``--compile`` measures the block program (the scheduler's ``advance_one``) at the blend's
+start layout with the demo's options: HLO fusions by kind (from the compiled text), lowering
+and compile time (JAX's persistent cache off), the serialised executable's size and load
+time, and ms per step against the four FFTs (the step breakdown).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 
@@ -124,11 +131,93 @@ def mixed_padding(n=40, seed=3):
                 worst_slots_per_room=worst)
 
 
+def hlo_counts(text: str) -> dict:
+    """Counts in a compiled HLO module's text: fusions by kind, all instructions, and the
+    loop fusions whose root is a select or an is-finite check (the per-leaf state work)."""
+    kinds = re.findall(r"= \S+ fusion\(.*kind=(k\w+)", text)
+    counts = {f"fusions_{k[1:].lower()}": kinds.count(k) for k in sorted(set(kinds))}
+    counts["fusions"] = len(kinds)
+    counts["instructions"] = len(re.findall(r"^\s+(?:ROOT )?%?\S+ = ", text, re.M))
+    comps = re.split(r"\n(?=\S)", text)  # computations start at column 0
+    roots = []
+    for comp in comps:
+        if comp.lstrip().startswith(("%fused", "fused")):
+            root = re.search(r"ROOT \S+ = \S+ (\w[\w-]*)\(", comp)
+            if root:
+                roots.append(root.group(1))
+    counts["fusion_roots"] = {r: roots.count(r) for r in sorted(set(roots), key=roots.count,
+                                                                 reverse=True)[:8]}
+    return counts
+
+
+def compile_report(args):
+    """The block program at the HSC start layout: fusions, compile time, executable size
+    and load time, step breakdown; printed and written to ``hsc_compile_<backend>.json``."""
+    import pickle
+
+    from jax.experimental import serialize_executable
+
+    from scarlet_jax.scheduler import advance_one, start_state
+
+    jax.config.update("jax_enable_compilation_cache", False)  # time real compiles
+    obs, centers = sj.datasets.hsc_cosmos_35()
+    opts = resolve_options()  # the demo's options
+    comps, _ = prepare_blend(obs, centers, opts)
+    packed = pack_blend(obs, comps, grow_margin=opts["grow_margin"])
+    call = (packed.data, packed.placement, packed.components, opts.params)
+    state = start_state(*call, config=opts.config)
+    dyn = (packed.data, packed.placement, state, opts.params)
+    t0 = time.perf_counter()
+    lowered = advance_one.lower(*dyn, config=opts.config)
+    lower_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - t0
+    counts = hlo_counts(compiled.as_text())
+    blob = pickle.dumps(serialize_executable.serialize(compiled))
+    loads = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        serialize_executable.deserialize_and_load(*pickle.loads(blob))
+        loads.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(*dyn))
+    first_block_s = time.perf_counter() - t0
+    o = resolve_options(max_iter=100, min_iter=100, e_rel=1e-30)
+    o = dataclasses.replace(o, config=dataclasses.replace(o.config, rebucket=False))
+    ms = breakdown(packed, o, args.repeats)
+    report = dict(backend=jax.default_backend(), jax=jax.__version__,
+                  classes=str(packed.key.classes), lower_s=lower_s, compile_s=compile_s,
+                  executable_bytes=len(blob), load_s=min(loads), first_block_s=first_block_s,
+                  hlo=counts, breakdown_ms=ms, step_over_fft4=ms["step"] / ms["fft4"])
+    print(f"backend={jax.default_backend()}  hsc_cosmos_35 start layout {packed.key.classes}")
+    print(f"  block program (advance_one, block={opts.config.block}):")
+    print(f"    fusions {counts['fusions']:5d}  ("
+          + ", ".join(f"{k[8:]} {v}" for k, v in counts.items()
+                      if k.startswith("fusions_")) + ")")
+    print(f"    HLO instructions {counts['instructions']:5d}")
+    print(f"    fusion roots (most common): {counts['fusion_roots']}")
+    print(f"    lower {lower_s:6.2f} s   compile {compile_s:6.2f} s")
+    print(f"    executable {len(blob) / 2**20:6.2f} MiB   load {min(loads):6.3f} s")
+    print("  step breakdown, ms: " + "  ".join(f"{k} {v:.3f}" for k, v in ms.items())
+          + f"  step/fft4 {ms['step'] / ms['fft4']:.2f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"hsc_compile_{jax.default_backend()}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--compile", action="store_true",
+                        help="measure the block program (fusions, compile, size) only")
     args = parser.parse_args()
+    if args.compile:
+        compile_report(args)
+        return
     obs, centers = sj.datasets.hsc_cosmos_35()
     print(f"backend={jax.default_backend()}  hsc_cosmos_35 (5x58x48, 7 sources)")
     t0 = time.perf_counter()

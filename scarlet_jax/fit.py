@@ -214,8 +214,20 @@ MIN_STEP_SCALE = 1e-4
 
 
 def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return functools.reduce(jnp.logical_and, leaves, jnp.array(True))
+    """() bool: every float leaf of ``tree`` is finite.
+
+    ``x * 0`` is 0 for a finite ``x`` and NaN for an infinite or NaN one, so the sum of the
+    ``x * 0`` of all leaves of one shape is NaN exactly when one of their values is not
+    finite: one elementwise sum and one reduction per leaf shape (XLA compiles a kernel per
+    reduction; a per-leaf ``all(isfinite(x))`` was ~15% of a block program's kernels)."""
+    by_shape: dict = {}
+    for x in jax.tree.leaves(tree):
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            zero = x * jnp.zeros((), x.dtype)
+            by_shape[x.shape] = zero if x.shape not in by_shape else by_shape[x.shape] + zero
+    total = sum((jnp.sum(z, dtype=jnp.float32) for z in by_shape.values()),
+                jnp.zeros((), jnp.float32))
+    return jnp.isfinite(total)
 
 
 def make_step(
@@ -284,7 +296,7 @@ def make_step(
                                        config.min_iter, config.stop_window)
         recorded = jnp.where(jnp.isfinite(loss), loss, jnp.nan)  # what the history shows
         recent = stopping.record(state.recent, recorded)
-        finite = jnp.isfinite(loss) & _all_finite(components) & _all_finite(opt_state)
+        finite = jnp.isfinite(loss) & _all_finite((components, opt_state))
         # the loss grows about as the step squared: the cut that brings it back to scale
         cut = jnp.minimum(0.5, jnp.sqrt((state.best_loss + n_pix) / loss))
         # an overshoot: drop this state, go back to the best one with the steps cut; a jump

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 __all__ = [
@@ -36,12 +37,36 @@ class ProximalOptimizer(NamedTuple):
 
 
 class ProxAdamState(NamedTuple):
-    """State of :func:`proximal_adam`: iteration count and the moments, shaped like params."""
+    """State of :func:`proximal_adam`: the iteration count and the three moments ``m``,
+    ``v``, ``vhat`` of each parameter leaf stacked in one array, ``moments`` (a pytree like
+    params whose leaves are (3, *leaf.shape): the moments of one leaf are updated by one
+    kernel and carried as one array, which a compiled fit step needs a third as many
+    kernels for; see :func:`scarlet_jax.fit.make_step`). Build it from separate moments with
+    :meth:`of`; read them as ``.m``, ``.v``, ``.vhat`` (one blend's state: no lane axis)."""
 
     count: jax.Array  # () int32
-    m: Params
-    v: Params
-    vhat: Params
+    moments: Params
+
+    @classmethod
+    def of(cls, count, m: Params, v: Params, vhat: Params) -> ProxAdamState:
+        """The state of separate moment trees (numpy leaves stay numpy: host code)."""
+        def stack(*xs):
+            xp = np if all(isinstance(x, np.ndarray) for x in xs) else jnp
+            return xp.stack(xs)
+
+        return cls(count, jax.tree.map(stack, m, v, vhat))
+
+    @property
+    def m(self) -> Params:
+        return jax.tree.map(lambda x: x[0], self.moments)
+
+    @property
+    def v(self) -> Params:
+        return jax.tree.map(lambda x: x[1], self.moments)
+
+    @property
+    def vhat(self) -> Params:
+        return jax.tree.map(lambda x: x[2], self.moments)
 
 
 class FistaState(NamedTuple):
@@ -78,12 +103,13 @@ def proximal_adam(
     def init(params):
         zeros = optax.tree.zeros_like(params)
         vhat = jax.tree.map(lambda x: jnp.full_like(x, -jnp.inf), params)
-        return ProxAdamState(jnp.zeros((), jnp.int32), zeros, zeros, vhat)
+        return ProxAdamState.of(jnp.zeros((), jnp.int32), zeros, zeros, vhat)
 
     def update(grads, state, params, prox, scale=1.0):
         m = optax.tree.update_moment(grads, state.m, b1, 1)
         v = optax.tree.update_moment_per_elem_norm(grads, state.v, b2, 2)
         vhat = jax.tree.map(jnp.maximum, state.vhat, v)
+        new_state = ProxAdamState.of(optax.safe_increment(state.count), m, v, vhat)
         damp = jnp.where(state.count == 0, first_step_damping, 1.0).astype(jnp.float32)
         damp = damp * scale  # exact when scale is 1
         steps = step_fn(params)
@@ -94,8 +120,7 @@ def proximal_adam(
             m,
             vhat,
         )
-        count = optax.safe_increment(state.count)
-        return prox(moved), ProxAdamState(count, m, v, vhat)
+        return prox(moved), new_state
 
     return ProximalOptimizer(init, update)
 

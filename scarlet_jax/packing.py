@@ -468,8 +468,8 @@ def regrow(observation: Observation, comps: list[InitComponent], packed: PackedB
 
     opt = state.opt_state
     if isinstance(opt, ProxAdamState):
-        opt = ProxAdamState(count=opt.count, m=move(opt.m), v=move(opt.v),
-                            vhat=move(opt.vhat, -np.inf))
+        opt = ProxAdamState.of(count=opt.count, m=move(opt.m), v=move(opt.v),
+                               vhat=move(opt.vhat, -np.inf))
     elif isinstance(opt, FistaState):
         opt = opt._replace(**{f: move(getattr(opt, f)) if isinstance(getattr(opt, f), tuple)
                               else getattr(opt, f) for f in opt._fields})

@@ -88,8 +88,8 @@ def test_regrow_moves_a_component_up_a_class_with_its_state(hsc_lite_blend, rng)
     def noise(tree):
         return jax.tree.map(lambda x: jnp.asarray(rng.uniform(0.1, 1, x.shape), x.dtype), tree)
 
-    opt = ProxAdamState(count=jnp.asarray(3, jnp.int32), m=noise(state.components),
-                        v=noise(state.components), vhat=noise(state.components))
+    opt = ProxAdamState.of(count=jnp.asarray(3, jnp.int32), m=noise(state.components),
+                           v=noise(state.components), vhat=noise(state.components))
     c0, s0 = _slot(packed, 0)
     overflow = tuple(jnp.asarray(np.arange(len(o)) == s0) & (c == c0)
                      for c, o in enumerate(state.overflow))
