@@ -69,6 +69,37 @@ def test_compile_trade_folds_a_small_bucket_until_its_padding_costs_a_compile():
     assert Planner(1.25).assign(big) == big and Planner(1.25).folds == 0
 
 
+def test_window_rule_merges_kinds_that_blend_by_blend_open_two_buckets():
+    """Neither of two kinds holds the other: blend by blend each opens a bucket; planned
+    together they share the smallest layout holding both, while that saves a compile and no
+    blend's pixel work passes ``max_padding`` times its own; stored programs cost nothing
+    to compile, so two stored kinds stay apart."""
+    from scarlet_jax.plan import CompileCost
+
+    cost = CompileCost(compile_seconds=6.0, pixel_seconds=2.7e-8, iterations=30)
+    a, b = _key(21, 8), _key(15, 12)  # a: fewer but larger slots; b: more, smaller
+    both = BucketKey(5, (48, 48), ((21, 21, 12),), (80, 80))
+    assert pixel_work(both) > 1.25 * pixel_work(b)  # not a merge-rule share
+    seq = Planner(1.25, cost)
+    assert [seq.assign(k) for k in (a, b, a, b)] == [a, b, a, b] and len(seq.buckets) == 2
+    win = Planner(1.25, cost)
+    assert win.assign_window([a, b, a, b]) == [both] * 4 and win.buckets == [both]
+    assert win.folds == 2  # the two b blends: padded past the merge rule
+    assert all(pixel_work(both) <= 2.0 * pixel_work(k) for k in (a, b))
+    # a later window joins the existing bucket; another image never merges with it
+    other = _key(15, 4, canvas=(64, 64), fft=(96, 96))
+    assert win.assign_window([b, other]) == [both, other]
+    # the bound: a blend whose pixel work would pass max_padding x its own stays apart
+    tight = Planner(1.25, cost, max_padding=1.25)
+    assert tight.assign_window([a, b]) == [a, b]
+    stored = Planner(1.25, cost, is_stored=lambda key: key in (a, b))
+    assert stored.assign_window([a, b]) == [a, b]
+    # no compile trade: blend by blend
+    assert Planner(1.25).assign_window([a, b]) == [a, b]
+    with pytest.raises(ValueError, match="max_padding"):
+        Planner(1.25, max_padding=1.1)
+
+
 def test_plan_prints_its_rules_and_programs():
     blends = sj.datasets.synthetic_blends(3, seed=3, shape=(32, 32), n_sources=(2, 3),
                                           n_bands=3, psf_size=11, edge_margin=6)
@@ -251,6 +282,45 @@ def test_a_stored_executable_is_loaded_and_a_corrupt_one_recompiled(tmp_path, mo
         assert cache._load(entry) is not None
     monkeypatch.setenv(cache.CACHE_ENV, "off")  # the opt-out: plain jit, nothing stored
     assert isinstance(cache.compiled_program(poly, args, dict(power=3)), functools.partial)
+
+
+def test_threads_asking_for_one_program_load_or_compile_it_once(tmp_path, monkeypatch):
+    """The pipeline prepares programs ahead in a thread: a second thread asking for a
+    program being compiled waits for it, and both get the same executable."""
+    import threading
+    import time
+    import uuid
+
+    import jax
+    import jax.numpy as jnp
+
+    from scarlet_jax.cache import compiled_program
+
+    monkeypatch.setenv("SCARLET_JAX_CACHE", str(tmp_path))
+    lowered = []
+
+    @jax.jit
+    def twice(x):
+        return 2 * x
+
+    class Slow:  # a jit function whose lowering takes a while and is counted
+        __name__ = f"twice_{uuid.uuid4().hex}"
+
+        def lower(self, *args, **kwargs):
+            lowered.append(threading.current_thread().name)
+            time.sleep(0.5)
+            return twice.lower(*args, **kwargs)
+
+    fn, x = Slow(), jnp.arange(3.0)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(compiled_program(fn, (x,), {})))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(lowered) == 1 and len(got) == 3 and all(g is got[0] for g in got)
+    np.testing.assert_array_equal(got[1](x), [0.0, 2.0, 4.0])
 
 
 def test_cache_folder_is_versioned_and_can_be_switched_off(tmp_path):
