@@ -50,6 +50,8 @@ __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
 # with 2-8 lanes), so a CPU runs each bucket in one lane (buckets still run side by side
 # and host work still overlaps); an accelerator wants many lanes.
 _CPU_LANES = 1
+#: Blends in the first planning window (:func:`_windows`).
+FIRST_WINDOW = 16
 _ACCELERATOR_LANES = 256
 
 
@@ -113,12 +115,17 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
 
 
 def regrow(observation: Observation, comps, packed: PackedBlend, state: FitState,
-           opts: Options) -> tuple[PackedBlend, FitState]:
+           opts: Options, planner: Planner | None = None) -> tuple[PackedBlend, FitState]:
     """Move the components of a blend that outgrew their size class
     (``state.needs_room``) up a class, carrying the fit state
     (:func:`scarlet_jax.packing.regrow`; host arrays in, host arrays out). The step that
-    overflowed was not applied: the resumed fit redoes it in the larger class."""
-    packed, state = packing.regrow(observation, comps, packed, state, opts)
+    overflowed was not applied: the resumed fit redoes it in the larger class. With a
+    ``planner``, the new layout may be an existing bucket's (:meth:`Planner.regrown`)."""
+    into = None
+    if planner is not None:
+        def into(classes):
+            return planner.regrown(packed.key._replace(classes=classes)).classes
+    packed, state = packing.regrow(observation, comps, packed, state, opts, into=into)
     return packed, jax.device_get(resume_state(state, opts.config))
 
 
@@ -356,12 +363,16 @@ class _Prep(threading.Thread):
 def _windows(items, opts: Options, limit: int, planner: Planner, stats: RunStats,
              window: int = WINDOW):
     """Initialise the blends a window at a time and plan each window together
-    (:meth:`~scarlet_jax.plan.Planner.assign_window`): yields per window a list of jobs
+    (:meth:`~scarlet_jax.plan.Planner.assign_window`; the first window holds
+    :data:`FIRST_WINDOW` blends, so the device starts early, and each next one twice as many,
+    up to ``window``): yields per window a list of jobs
     (``job.bucket`` set) and ``("error", index, observation, err)`` tuples, in input
     order."""
     items = iter(enumerate(items))
+    size = FIRST_WINDOW
     while True:
-        chunk = list(itertools.islice(items, window))
+        chunk = list(itertools.islice(items, size))
+        size = min(2 * size, window)
         if not chunk:
             return
         out = []
@@ -443,7 +454,7 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
         if needs_room:
             state = jax.device_get(state)
             job.packed, job.state = regrow(job.observation, job.components, job.packed,
-                                           state, opts)
+                                           state, opts, planner)
             if ahead_programs:  # its new layout's block program, here, not in the main thread
                 prepare_solo(job.packed, job.state, opts.params, opts.config)
             inbox.put(("again", job))

@@ -42,7 +42,7 @@ blends)``, rounded to a multiple of the device count and capped by memory.
 Blend by blend, a small bucket opened early cannot fold into a larger one opened later,
 and two kinds neither of which holds the other each open a bucket. So
 :meth:`Planner.assign_window` plans a window of blends at once (the pipeline initialises
-:data:`WINDOW` blends, then plans them together): after the merge rule, the blends left
+up to :data:`WINDOW` blends, then plans them together): after the merge rule, the blends left
 start as one cluster per natural bucket, and the cheapest of these merges is made, again
 and again, while it lowers the window's estimated cost (compiles + padding, the terms of
 the compile trade):
@@ -58,6 +58,11 @@ pixel_seconds`` over the cluster's blends and ``compile`` is ``compile_seconds``
 stored program). A merge is never made when a blend's pixel work in the merged bucket
 would pass :data:`MAX_PADDING` times its own (the bound on any blend's padding), nor when
 the merged layout has more than :data:`MAX_MERGED_CLASSES` size classes.
+
+A blend whose components outgrow their classes during the fit gets a new layout
+(:func:`~scarlet_jax.packing.regrow`); it runs in the smallest bucket of its image that
+holds that layout with pixel work at most :data:`MAX_PADDING` times the layout's own
+(:meth:`Planner.regrown`), else its layout opens a bucket that later regrown blends may join.
 """
 
 from __future__ import annotations
@@ -205,6 +210,22 @@ class Planner:
             elif not fits:
                 self.folds += 1
             self.members[key].append(natural)
+            return key
+
+    def regrown(self, key: BucketKey) -> BucketKey:
+        """The bucket a blend moved to the new layout ``key`` during its fit runs in: the
+        smallest bucket of its image that holds ``key`` with pixel work at most
+        ``max_padding`` times ``key``'s (no new program), else ``key``, which opens a bucket
+        (later regrown blends may join it). Without a compile trade: ``key``."""
+        if self.cost is None:
+            return key
+        with self._lock:
+            fits = [k for k in self.buckets if _holds(k, key)
+                    and pixel_work(k) <= self.max_padding * pixel_work(key)]
+            if fits:
+                return min(fits, key=pixel_work)
+            self.buckets.append(key)
+            self.members[key] = []
             return key
 
     # ------------------------------------------------------------------ window rule
@@ -371,7 +392,8 @@ class Plan:
                      f"{self.cost.iterations} iterations x {self.cost.pixel_seconds:.2g} s "
                      f"against {self.cost.compile_seconds:g} s per program (stored programs "
                      f"cost 0), each blend's pixel work <= {self.max_padding:g}x its own; "
-                     f"{self.folds} blends folded"
+                     f"{self.folds} blends folded; a blend regrown during its fit joins "
+                     f"a bucket holding its new layout (pixel work <= {self.max_padding:g}x)"
                      if self.cost is not None else "no compile trade"),
                  f"  {'bands':>5} {'canvas':>9} {'fft':>9} {'box':>4} {'slots':>5} "
                  f"{'blends':>6} {'lanes':>5} {'padding':>7} {'memory/lane':>11}"]

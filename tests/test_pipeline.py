@@ -202,6 +202,47 @@ def test_a_blend_that_needs_a_larger_box_stays_in_the_batch():
         assert_same(res, sj.deblend(*item, max_iter=40, grow_margin=0))
 
 
+def test_a_regrown_blend_can_move_into_an_existing_larger_layout():
+    """``packing.regrow(into=...)``: a blend whose component outgrew its class moves into a
+    given layout that holds its new one (an existing bucket of the batch, no new program),
+    carrying every component's spectrum and morphology unchanged."""
+    import jax
+
+    from scarlet_jax import packing
+    from scarlet_jax.buckets import classes_hold, sort_classes
+    from scarlet_jax.pipeline import _initialise
+    from scarlet_jax.scheduler import start_state
+
+    items = _same_bucket_blends(1, seed=4)
+    opts = resolve_options(max_iter=40, grow_margin=0)
+    job = _initialise(0, items[0], opts, 1 << 40)
+    packed = packing.pack_blend(job.observation, job.components, grow_margin=0)
+    state = jax.device_get(start_state(packed.data, packed.placement, packed.components,
+                                       opts.params, opts.config))
+    overflow = [np.array(o) for o in state.overflow]
+    overflow[0][0] = True  # the first component of the first class needs a larger class
+    state = state._replace(overflow=tuple(overflow), needs_room=np.True_)
+    own, own_state = packing.regrow(job.observation, job.components, packed, state, opts)
+    bigger = sort_classes([(h + 4, w + 4, k + 1) for h, w, k in own.key.classes])
+    asked = []
+
+    def into(classes):
+        asked.append(classes)
+        return bigger
+
+    moved, moved_state = packing.regrow(job.observation, job.components, packed, state, opts,
+                                        into=into)
+    assert asked == [own.key.classes] and classes_hold(bigger, own.key.classes)
+    assert moved.key == own.key._replace(classes=bigger)
+    a = packing.unpack_components(own, own_state)
+    b = packing.unpack_components(moved, moved_state)
+    np.testing.assert_array_equal(a["spectra"], b["spectra"])
+    np.testing.assert_array_equal(a["peaks"], b["peaks"])
+    for m, n in zip(a["morphs"], b["morphs"], strict=True):  # the same pixels, re-centred
+        np.testing.assert_array_equal(np.sort(m[m != 0]), np.sort(n[n != 0]))
+    assert a["support"].sum() == b["support"].sum()
+
+
 def test_plan_shows_buckets_lanes_padding_and_programs():
     items = _same_bucket_blends(3, seed=5) + [(sj.datasets.synthetic_blend(
         2, shape=(24, 40), n_bands=3, n_sources=2, psf_size=11, edge_margin=6).observation,
