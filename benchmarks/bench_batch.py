@@ -185,11 +185,14 @@ def child(args):
         return out
 
     cache._load = timed_load
+    stats = RunStats()
     t1 = time.perf_counter()
-    sj.deblend_batch(items, max_iter=args.iters)
+    run(items, resolve_options(max_iter=args.iters), stats=stats)  # = sj.deblend_batch
     total = time.perf_counter() - t1
     per = log.per_program()
     print("JSON" + json.dumps(dict(
+        wait_for_programs=stats.host_wait, buckets_run=len(stats.buckets),
+        regrown=stats.regrown,
         total=total, compile=log.seconds("compile"), trace=log.seconds("trace"),
         lower=log.seconds("lower"), data=t1 - t0, compiles=sum(map(len, per.values())),
         block_programs=len(per.get("advance_one", [])) + len(per.get("advance", [])),
@@ -212,20 +215,20 @@ def fresh(args, cache: str) -> dict:
 
 def mixed_main(args):
     from scarlet_jax.options import resolve_options
-    from scarlet_jax.pipeline import _initialise, _pack
-    from scarlet_jax.plan import Planner
+    from scarlet_jax.pipeline import _pack, _windows, make_planner
+    from scarlet_jax.plan import MERGE_RATIO
 
     items = mixed_items(args.n)
     opts = resolve_options(max_iter=args.iters)
     plan = sj.plan(items, max_iter=args.iters)
     print(plan)
 
-    # host side alone: validate + initialise + plan + pack
-    planner = Planner()
+    # host side alone: validate + initialise + plan (windows) + pack
+    planner = make_planner(MERGE_RATIO, opts, 1, 1)
     t0 = time.perf_counter()
-    for i, item in enumerate(items):
-        job = _initialise(i, item, opts, 1 << 62)
-        _pack(job, planner.assign(job.natural), opts)
+    for jobs in _windows(items, opts, 1 << 62, planner, RunStats()):
+        for job in jobs:
+            _pack(job, job.bucket, opts)
     host_rate = len(items) / (time.perf_counter() - t0)
 
     log = _watch_compiles()
@@ -284,7 +287,9 @@ def mixed_main(args):
               f"(XLA compile {f['compile']:.2f} s = {f['compile'] / f['total']:.0%}, tracing "
               f"{f['trace']:.2f} s, lowering {f['lower']:.2f} s; {f['compiles']} programs "
               f"compiled, {f['block_programs']} of them block programs; {f['loaded']} "
-              f"executables loaded in {f['load_seconds']:.2f} s)")
+              f"executables loaded in {f['load_seconds']:.2f} s; {f['buckets_run']} buckets "
+              f"run, {f['regrown']} blends regrown; the fit waited {f['wait_for_programs']:.2f} s "
+              "for programs and prepared blends)")
     print(f"  fresh warm / warm         {rec['fresh_warm_over_warm']:.2f}x; fresh empty: "
           f"compile share {rec['fresh_empty_compile_fraction']:.0%} (with tracing and "
           f"lowering {rec['fresh_empty_trace_lower_compile_fraction']:.0%}; summed over "

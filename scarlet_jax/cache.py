@@ -32,10 +32,11 @@ import functools
 import hashlib
 import os
 import pickle
+import threading
 from pathlib import Path
 
 __all__ = ["CACHE_ENV", "OFF", "cache_dir", "enable_compilation_cache", "compiled_program",
-           "program_key", "is_stored"]
+           "program_key", "is_stored", "is_store_on"]
 
 CACHE_ENV = "SCARLET_JAX_CACHE"
 OFF = ("off", "0", "none", "false", "no")
@@ -126,6 +127,11 @@ def is_stored(label: str) -> bool:
     return path is not None and path.exists()
 
 
+def is_store_on() -> bool:
+    """Whether :func:`compiled_program` uses the executable store (the cache is on)."""
+    return _store_dir() is not None
+
+
 def program_key(fn, args, static: dict) -> str:
     """The store's key of ``fn(*args, **static)``: a sha256 over the program's name, its
     arguments' tree, shapes, dtypes and weak types, ``repr`` of its static arguments, the
@@ -170,6 +176,8 @@ def _save(path: Path, compiled) -> None:
 
 
 _PROGRAMS: dict = {}  # signature -> executable: this process's programs (as jit's own cache)
+_BUSY: dict = {}  # signature -> Event set when the thread loading or compiling it is done
+_LOCK = threading.Lock()
 _HITS = [0]  # hits of JAX's persistent cache in this process (a monitoring listener counts)
 
 
@@ -198,14 +206,25 @@ def compiled_program(fn, args: tuple, static: dict, label: str | None = None):
     The callable takes only the dynamic arguments, in order.
     With the cache off it is ``fn`` with ``static`` bound.
     ``label`` names the program for :func:`is_stored` (a planner asks it before the
-    arguments exist).
+    arguments exist). Thread-safe: while one thread loads or compiles a program, another
+    asking for the same one waits for it (the pipeline prepares programs ahead in a
+    thread). ``args`` may hold ``jax.ShapeDtypeStruct`` leaves (nothing is run).
     """
     store = _store_dir()
     if store is None:
         return functools.partial(fn, **static)
     signature = _signature(fn, args, static)
-    program = _PROGRAMS.get(signature)
-    if program is None:
+    while True:  # one thread loads or compiles a program; others asking for it wait
+        with _LOCK:
+            program = _PROGRAMS.get(signature)
+            if program is not None:
+                return program
+            busy = _BUSY.get(signature)
+            if busy is None:
+                busy = _BUSY[signature] = threading.Event()
+                break
+        busy.wait()  # the other thread's program is then in _PROGRAMS (or it failed: retry)
+    try:
         path = store / f"{fn.__name__}-{program_key(fn, args, static)}.bin"
         program = _load(path)
         if program is None:
@@ -214,7 +233,8 @@ def compiled_program(fn, args: tuple, static: dict, label: str | None = None):
             program = fn.lower(*args, **static).compile()
             if _HITS[0] == hits:  # compiled here, not read from JAX's cache: storable
                 _save(path, program)
-        _PROGRAMS[signature] = program
+        with _LOCK:
+            _PROGRAMS[signature] = program
         marker = None if label is None else _label_path(label)
         if marker is not None and path.exists() and not marker.exists():
             try:
@@ -222,4 +242,7 @@ def compiled_program(fn, args: tuple, static: dict, label: str | None = None):
                 marker.write_text(label)
             except OSError:
                 pass
+    finally:
+        with _LOCK:
+            _BUSY.pop(signature).set()
     return program

@@ -392,6 +392,22 @@ def _fit_in(classes, members, moves):
     return [sorted(m) for m in members]
 
 
+def _move_into(classes, members, bigger) -> list[list[int]] | None:
+    """Members per class of layout ``bigger``: each component to the smallest class of
+    ``bigger`` with a free slot that holds its class's shape, largest classes first (the
+    placement :func:`~scarlet_jax.buckets.classes_hold` checks); None when one finds no
+    room."""
+    out = [[] for _ in bigger]
+    for c in sorted(range(len(classes)), key=lambda c: -classes[c][0] * classes[c][1]):
+        for j in members[c]:
+            free = [d for d in range(len(bigger)) if _holds_shape(bigger[d], classes[c][:2])
+                    and len(out[d]) < bigger[d][2]]
+            if not free:
+                return None
+            out[min(free, key=lambda d: bigger[d][0] * bigger[d][1])].append(j)
+    return [sorted(m) for m in out]
+
+
 def _layout(needs: dict):
     """Classes (:func:`choose_classes`, at most :data:`REGROW_CLASSES`) and members per
     class for components ``needs``
@@ -409,7 +425,7 @@ def _layout(needs: dict):
 
 
 def regrow(observation: Observation, comps: list[InitComponent], packed: PackedBlend, state,
-           opts):
+           opts, into=None):
     """Move the components that outgrew their class up a class and carry the fit state.
 
     Host function for a blend whose fit stopped with ``needs_room`` (the step that found a
@@ -431,6 +447,9 @@ def regrow(observation: Observation, comps: list[InitComponent], packed: PackedB
       state: its :class:`~scarlet_jax.fit.FitState` (host or device, one blend).
       opts: the run's :class:`~scarlet_jax.options.Options` (``config.grow``,
         ``run.grow_margin``).
+      into: optional ``into(classes) -> classes``: a layout holding the chosen one to use
+        instead (e.g. a batch's existing bucket: no new program); each component goes to the
+        smallest class of it that holds its chosen class's shape.
 
     Returns:
       ``(packed, state)``: the re-packed blend and the state in its layout (host arrays;
@@ -460,6 +479,11 @@ def regrow(observation: Observation, comps: list[InitComponent], packed: PackedB
     members = _fit_in(classes, old_members, moves)
     if members is None:  # a new layout for all
         classes, members = _layout(needs)
+    if into is not None:
+        bigger = tuple(into(classes))
+        moved = None if bigger == classes else _move_into(classes, members, bigger)
+        if moved is not None:
+            classes, members = bigger, moved
     key = packed.key._replace(classes=classes)
     new_packed = _pack(observation, comps, key, members)
 

@@ -13,6 +13,7 @@ bucket with the next box size (:func:`regrow`), with its state, without leaving 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import queue
 import threading
 import time
@@ -25,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import packing
 from .buckets import bucket_canvas
-from .cache import enable_compilation_cache, is_stored
+from .cache import enable_compilation_cache, is_store_on, is_stored
 from .centers import validate_centers
 from .components import PackedBlend
 from .detect import detect
@@ -36,9 +37,9 @@ from .memory import canvas_bytes, check_fits, lane_bytes, memory_limit
 from .observation import Observation, check_observation
 from .options import Options, resolve_options
 from .packing import bucket_key, pack_blend
-from .plan import COST_ESTIMATES, MERGE_RATIO, Plan, Planner, lanes_for, make_plan
+from .plan import COST_ESTIMATES, MERGE_RATIO, WINDOW, Plan, Planner, lanes_for, make_plan
 from .result import DeblendResult
-from .scheduler import LaneRun, block_label
+from .scheduler import LaneRun, block_label, prepare_solo
 from .spectra import refit_spectra
 
 __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
@@ -49,6 +50,8 @@ __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
 # with 2-8 lanes), so a CPU runs each bucket in one lane (buckets still run side by side
 # and host work still overlaps); an accelerator wants many lanes.
 _CPU_LANES = 1
+#: Blends in the first planning window (:func:`_windows`).
+FIRST_WINDOW = 16
 _ACCELERATOR_LANES = 256
 
 
@@ -112,12 +115,17 @@ def prepare_blend(observation: Observation, centers, opts: Options) -> tuple:
 
 
 def regrow(observation: Observation, comps, packed: PackedBlend, state: FitState,
-           opts: Options) -> tuple[PackedBlend, FitState]:
+           opts: Options, planner: Planner | None = None) -> tuple[PackedBlend, FitState]:
     """Move the components of a blend that outgrew their size class
     (``state.needs_room``) up a class, carrying the fit state
     (:func:`scarlet_jax.packing.regrow`; host arrays in, host arrays out). The step that
-    overflowed was not applied: the resumed fit redoes it in the larger class."""
-    packed, state = packing.regrow(observation, comps, packed, state, opts)
+    overflowed was not applied: the resumed fit redoes it in the larger class. With a
+    ``planner``, the new layout may be an existing bucket's (:meth:`Planner.regrown`)."""
+    into = None
+    if planner is not None:
+        def into(classes):
+            return planner.regrown(packed.key._replace(classes=classes)).classes
+    packed, state = packing.regrow(observation, comps, packed, state, opts, into=into)
     return packed, jax.device_get(resume_state(state, opts.config))
 
 
@@ -200,6 +208,7 @@ class _Job:
     centers: np.ndarray
     components: list
     natural: object  # its own BucketKey
+    bucket: object = None  # the BucketKey it is planned in
     packed: PackedBlend | None = None
     state: FitState | None = None
     losses: list = dataclasses.field(default_factory=list)  # loss per iteration run so far
@@ -278,12 +287,44 @@ class _Prep(threading.Thread):
     inbox; messages ``("blend", job)``, ``("error", index, observation, err)`` and finally
     ``("end",)``."""
 
-    def __init__(self, items, opts, planner, inbox, limit, stats, background):
+    def __init__(self, items, opts, planner, inbox, limit, stats, background, ahead=False):
         super().__init__(daemon=True)
         self.items, self.opts, self.planner = items, opts, planner
         self.inbox, self.limit, self.stats = inbox, limit, stats
         self.stop = threading.Event()
         self.background = background
+        # one-lane buckets: load or compile each bucket's programs ahead, in a thread,
+        # holding its blends back until they are ready (the main thread never waits on a
+        # compile while other buckets could fit)
+        self.ahead = ahead
+        self.warmer = ThreadPoolExecutor(max_workers=1) if ahead else None
+        self.held: dict = {}  # bucket -> jobs waiting for its programs (None: ready)
+        self.lock = threading.Lock()
+
+    def _ready(self, key, packed):
+        try:
+            prepare_solo(packed, None, self.opts.params, self.opts.config)
+        except Exception:  # noqa: BLE001 - the main thread compiles it and sees the error
+            pass
+        finally:
+            with self.lock:
+                jobs, self.held[key] = self.held[key], None
+            for job in jobs:
+                self._put(("blend", job))
+
+    def _send(self, job):
+        """Hand a packed job to the main thread, once its bucket's programs are ready."""
+        if not self.ahead:
+            return self._put(("blend", job))
+        key = job.packed.key
+        with self.lock:
+            jobs = self.held.get(key, ())
+            if jobs is not None:
+                self.held[key] = list(jobs) + [job]
+            if jobs == ():  # the first job of the bucket: prepare its programs
+                self.warmer.submit(self._ready, key, job.packed)
+        if jobs is None:
+            self._put(("blend", job))
 
     def _put(self, msg):
         while not self.stop.is_set():
@@ -295,23 +336,62 @@ class _Prep(threading.Thread):
 
     def run(self):
         try:
-            for i, item in enumerate(self.items):
+            for jobs in _windows(self.items, self.opts, self.limit, self.planner, self.stats):
                 if self.stop.is_set():
                     return
-                t0 = time.perf_counter()
-                try:
-                    job = _initialise(i, item, self.opts, self.limit)
-                    job = _pack(job, self.planner.assign(job.natural), self.opts)
-                    msg = ("blend", job)
-                except (BadInputError, ValueError) as err:
-                    obs = item[0] if isinstance(item, (tuple, list)) and item else item
-                    msg = ("error", i, obs, err)
-                self.stats.prep_seconds += time.perf_counter() - t0
-                self.stats.n_prepared += 1
-                self._put(msg)
+                for job in jobs:
+                    if isinstance(job, tuple):  # ("error", index, observation, err)
+                        self._put(job)
+                        continue
+                    t0 = time.perf_counter()
+                    try:
+                        job = _pack(job, job.bucket, self.opts)
+                    except (BadInputError, ValueError) as err:
+                        job = ("error", job.index, job.observation, err)
+                    self.stats.prep_seconds += time.perf_counter() - t0
+                    if isinstance(job, tuple):
+                        self._put(job)
+                    else:
+                        self._send(job)
+            if self.warmer is not None:
+                self.warmer.shutdown(wait=True)  # every held job is sent
             self._put(("end",))
         except BaseException as err:  # a bug: hand it to the main thread
             self._put(("crash", err))
+
+
+def _windows(items, opts: Options, limit: int, planner: Planner, stats: RunStats,
+             window: int = WINDOW):
+    """Initialise the blends a window at a time and plan each window together
+    (:meth:`~scarlet_jax.plan.Planner.assign_window`; the first window holds
+    :data:`FIRST_WINDOW` blends, so the device starts early, and each next one twice as many,
+    up to ``window``): yields per window a list of jobs
+    (``job.bucket`` set) and ``("error", index, observation, err)`` tuples, in input
+    order."""
+    items = iter(enumerate(items))
+    size = FIRST_WINDOW
+    while True:
+        chunk = list(itertools.islice(items, size))
+        size = min(2 * size, window)
+        if not chunk:
+            return
+        out = []
+        for i, item in chunk:
+            t0 = time.perf_counter()
+            try:
+                out.append(_initialise(i, item, opts, limit))
+            except (BadInputError, ValueError) as err:
+                obs = item[0] if isinstance(item, (tuple, list)) and item else item
+                out.append(("error", i, obs, err))
+            stats.prep_seconds += time.perf_counter() - t0
+            stats.n_prepared += 1
+        jobs = [j for j in out if not isinstance(j, tuple)]
+        t0 = time.perf_counter()
+        for job, key in zip(jobs, planner.assign_window([j.natural for j in jobs]),
+                            strict=True):
+            job.bucket = key
+        stats.prep_seconds += time.perf_counter() - t0
+        yield out
 
 
 def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
@@ -351,7 +431,8 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
     results: list[DeblendResult | None] = [None] * len(items)
     inbox: queue.Queue = queue.Queue(maxsize=64)
     background = len(items) > 1
-    prep = _Prep(items, opts, planner, inbox, limit, stats, background)
+    ahead_programs = background and max_lanes == 1 and devices == 1 and is_store_on()
+    prep = _Prep(items, opts, planner, inbox, limit, stats, background, ahead_programs)
     if background:
         prep.start()
     else:
@@ -373,7 +454,9 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
         if needs_room:
             state = jax.device_get(state)
             job.packed, job.state = regrow(job.observation, job.components, job.packed,
-                                           state, opts)
+                                           state, opts, planner)
+            if ahead_programs:  # its new layout's block program, here, not in the main thread
+                prepare_solo(job.packed, job.state, opts.params, opts.config)
             inbox.put(("again", job))
             return None
         # host copies first: slicing device arrays would compile a program per shape
@@ -475,13 +558,12 @@ def _plan_jobs(items, max_lanes, devices, merge_ratio, memory_limit_bytes, optio
     max_lanes = default_max_lanes() if max_lanes is None else int(max_lanes)
     planner = make_planner(merge_ratio, opts, max_lanes, devices)
     errors, first = {}, {}
-    for i, item in enumerate(items):
-        try:
-            job = _initialise(i, item, opts, limit)
-        except (BadInputError, ValueError) as err:
-            errors[i] = str(err)
-            continue
-        first.setdefault(planner.assign(job.natural), job)
+    for jobs in _windows(items, opts, limit, planner, RunStats()):
+        for job in jobs:
+            if isinstance(job, tuple):
+                errors[job[1]] = str(job[3])
+            else:
+                first.setdefault(job.bucket, job)
     the_plan = make_plan(planner, len(items), errors, max_lanes, devices, limit,
                          opts.config.max_iter, opts.config.block)
     return the_plan, opts, first, devices

@@ -38,6 +38,31 @@ fit on a CPU), so a second rule trades padding against compiles:
 Blends are assigned in input order (the first blend of a kind opens its bucket), so a
 plan is deterministic; a bucket's lanes are ``min(max_lanes, next power of two >= its
 blends)``, rounded to a multiple of the device count and capped by memory.
+
+Blend by blend, a small bucket opened early cannot fold into a larger one opened later,
+and two kinds neither of which holds the other each open a bucket. So
+:meth:`Planner.assign_window` plans a window of blends at once (the pipeline initialises
+up to :data:`WINDOW` blends, then plans them together): after the merge rule, the blends left
+start as one cluster per natural bucket, and the cheapest of these merges is made, again
+and again, while it lowers the window's estimated cost (compiles + padding, the terms of
+the compile trade):
+
+    - a cluster joins an existing bucket that holds it:
+      ``padding(bucket) - padding(own) - compile(own)``;
+    - two clusters of one image group become one bucket holding both (the smallest of
+      :func:`~scarlet_jax.buckets.merge_classes` in either order, or the larger when one
+      holds the other): ``compile(merged) + padding(merged) - both compiles and paddings``;
+
+where ``padding`` sums ``(pixel_work(bucket) - pixel_work(natural)) * iterations *
+pixel_seconds`` over the cluster's blends and ``compile`` is ``compile_seconds`` (0 for a
+stored program). A merge is never made when a blend's pixel work in the merged bucket
+would pass :data:`MAX_PADDING` times its own (the bound on any blend's padding), nor when
+the merged layout has more than :data:`MAX_MERGED_CLASSES` size classes.
+
+A blend whose components outgrow their classes during the fit gets a new layout
+(:func:`~scarlet_jax.packing.regrow`); it runs in the smallest bucket of its image that
+holds that layout with pixel work at most :data:`MAX_PADDING` times the layout's own
+(:meth:`Planner.regrown`), else its layout opens a bucket that later regrown blends may join.
 """
 
 from __future__ import annotations
@@ -46,15 +71,27 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
-from .buckets import classes_hold
+from .buckets import classes_hold, merge_classes
 from .components import BucketKey
 from .memory import format_bytes, lane_bytes
 
-__all__ = ["MERGE_RATIO", "COST_ESTIMATES", "EXPECTED_ITERATIONS", "CompileCost",
-           "pixel_work", "Planner", "PlannedBucket", "Plan", "lanes_for"]
+__all__ = ["MERGE_RATIO", "MAX_PADDING", "MAX_MERGED_CLASSES", "WINDOW", "COST_ESTIMATES",
+           "EXPECTED_ITERATIONS", "CompileCost", "pixel_work", "Planner", "PlannedBucket",
+           "Plan", "lanes_for"]
 
 #: Default bound on a merged bucket's pixel work relative to a blend's own bucket.
 MERGE_RATIO = 1.25
+
+#: Bound of the window rule: a blend's pixel work in its bucket is at most this many times
+#: its own (the FFT grid is shared, so this bounds the box work padding far more tightly).
+MAX_PADDING = 2.0
+
+#: Most size classes of a layout made by merging two (each class is its own code in the
+#: block program: compile time grows with the classes).
+MAX_MERGED_CLASSES = 3
+
+#: Blends the pipeline initialises before planning them together.
+WINDOW = 64
 
 #: Iterations a blend is expected to run, for the compile trade (mixed survey-like set:
 #: median 16, most under 60).
@@ -123,13 +160,19 @@ class Planner:
       cost: the compile trade's estimates; None: no compile trade (only the merge rule).
       is_stored: ``is_stored(natural)`` is True when the block program of bucket
         ``natural`` needs no compile (it is in the executable store).
+      max_padding: the window rule's bound on a blend's pixel work in its bucket, over its
+        own (:meth:`assign_window`).
     """
 
     def __init__(self, merge_ratio: float = MERGE_RATIO, cost: CompileCost | None = None,
-                 is_stored: Callable[[BucketKey], bool] | None = None):
+                 is_stored: Callable[[BucketKey], bool] | None = None,
+                 max_padding: float = MAX_PADDING):
         if not merge_ratio >= 1:
             raise ValueError(f"merge_ratio must be >= 1, got {merge_ratio}")
+        if not max_padding >= merge_ratio:
+            raise ValueError(f"max_padding must be >= merge_ratio, got {max_padding}")
         self.merge_ratio = float(merge_ratio)
+        self.max_padding = float(max_padding)
         self.cost = cost
         self.is_stored = is_stored
         self.buckets: list[BucketKey] = []
@@ -169,6 +212,116 @@ class Planner:
             self.members[key].append(natural)
             return key
 
+    def regrown(self, key: BucketKey) -> BucketKey:
+        """The bucket a blend moved to the new layout ``key`` during its fit runs in: the
+        smallest bucket of its image that holds ``key`` with pixel work at most
+        ``max_padding`` times ``key``'s (no new program), else ``key``, which opens a bucket
+        (later regrown blends may join it). Without a compile trade: ``key``."""
+        if self.cost is None:
+            return key
+        with self._lock:
+            fits = [k for k in self.buckets if _holds(k, key)
+                    and pixel_work(k) <= self.max_padding * pixel_work(key)]
+            if fits:
+                return min(fits, key=pixel_work)
+            self.buckets.append(key)
+            self.members[key] = []
+            return key
+
+    # ------------------------------------------------------------------ window rule
+
+    def _compile(self, key: BucketKey) -> float:
+        if self.is_stored is not None and self.is_stored(key):
+            return 0.0
+        return self.cost.compile_seconds
+
+    def _padding(self, key: BucketKey, naturals) -> float:
+        return sum(self.cost.padding_seconds(key, n) for n in naturals)
+
+    def _bounded(self, key: BucketKey, naturals) -> bool:
+        return all(pixel_work(key) <= self.max_padding * pixel_work(n) for n in naturals)
+
+    def _merged(self, a: BucketKey, b: BucketKey) -> BucketKey | None:
+        """The cheapest layout of a's image that holds both a and b (None: none allowed)."""
+        if (a.n_bands, a.canvas, a.fft_shape) != (b.n_bands, b.canvas, b.fft_shape):
+            return None
+        if classes_hold(a.classes, b.classes):
+            return a
+        if classes_hold(b.classes, a.classes):
+            return b
+        keys = [a._replace(classes=merge_classes(pair)) for pair in ((a.classes, b.classes),
+                                                                      (b.classes, a.classes))]
+        keys = [k for k in keys if len(k.classes) <= MAX_MERGED_CLASSES]
+        return min(keys, key=pixel_work) if keys else None
+
+    def assign_window(self, naturals: list[BucketKey]) -> list[BucketKey]:
+        """The buckets of a window of blends planned together (the window rule of the module
+        docstring), in order; without a compile trade, :meth:`assign` blend by blend."""
+        if self.cost is None:
+            return [self.assign(n) for n in naturals]
+        with self._lock:
+            out: list[BucketKey | None] = [None] * len(naturals)
+            clusters: dict[BucketKey, list[int]] = {}  # cluster key -> window indices
+            for i, natural in enumerate(naturals):  # the merge rule first
+                budget = self.merge_ratio * pixel_work(natural)
+                fits = [k for k in self.buckets if _holds(k, natural)
+                        and pixel_work(k) <= budget]
+                if fits:
+                    out[i] = min(fits, key=pixel_work)
+                else:
+                    clusters.setdefault(natural, []).append(i)
+            existing = list(self.buckets)
+            merged: dict = {}
+
+            def merge(a, b):
+                if (a, b) not in merged:
+                    merged[a, b] = self._merged(a, b)
+                return merged[a, b]
+
+            def cost(key, members, own=True):
+                return (self._compile(key) if own else 0.0) + self._padding(
+                    key, [naturals[i] for i in members])
+
+            while True:
+                best = None  # (saving, kind, a, b, key)
+                keys = list(clusters)
+                for x, a in enumerate(keys):
+                    members = [naturals[i] for i in clusters[a]]
+                    here = cost(a, clusters[a])
+                    for e in existing:
+                        if _holds(e, a) and self._bounded(e, members):
+                            delta = cost(e, clusters[a], own=False) - here
+                            if delta < 0 and (best is None or delta < best[0]):
+                                best = (delta, "join", a, e, e)
+                    for b in keys[x + 1:]:
+                        key = merge(a, b)
+                        both = clusters[a] + clusters[b]
+                        if key is None or not self._bounded(key, [naturals[i] for i in both]):
+                            continue
+                        delta = cost(key, both) - here - cost(b, clusters[b])
+                        if delta < 0 and (best is None or delta < best[0]):
+                            best = (delta, "merge", a, b, key)
+                if best is None:
+                    break
+                _, kind, a, b, key = best
+                if kind == "join":
+                    for i in clusters.pop(a):
+                        out[i] = key
+                else:
+                    members = clusters.pop(a) + clusters.pop(b)
+                    clusters.setdefault(key, []).extend(members)
+            for key, members in clusters.items():
+                for i in members:
+                    out[i] = key
+            for i, key in enumerate(out):
+                if key not in self.members:
+                    self.buckets.append(key)
+                    self.members[key] = []
+                if pixel_work(key) > self.merge_ratio * pixel_work(naturals[i]):
+                    self.folds += 1
+                self.members[key].append(naturals[i])
+            return out
+
 
 @dataclasses.dataclass(frozen=True)
 class PlannedBucket:
@@ -202,6 +355,8 @@ class Plan:
     block: int
     cost: CompileCost | None = None
     folds: int = 0  # blends placed in a larger bucket by the compile trade
+    max_padding: float = MAX_PADDING
+    window: int = WINDOW
 
     @property
     def padding(self) -> float:
@@ -232,10 +387,13 @@ class Plan:
                  f"padding {self.lane_padding:.2f}x",
                  f"  rules: share a bucket when its pixel work is <= {self.merge_ratio}x a "
                  "blend's own; " + (
-                     "else fold into a larger bucket while the padding costs less than a "
-                     f"compile: sum(extra pixel work) x {self.cost.iterations} iterations x "
-                     f"{self.cost.pixel_seconds:.2g} s <= {self.cost.compile_seconds:g} s per "
-                     f"program (stored programs cost 0); {self.folds} blends folded"
+                     f"else, a window of up to {self.window} blends at once, merge buckets "
+                     "while that lowers compiles + padding: sum(extra pixel work) x "
+                     f"{self.cost.iterations} iterations x {self.cost.pixel_seconds:.2g} s "
+                     f"against {self.cost.compile_seconds:g} s per program (stored programs "
+                     f"cost 0), each blend's pixel work <= {self.max_padding:g}x its own; "
+                     f"{self.folds} blends folded; a blend regrown during its fit joins "
+                     f"a bucket holding its new layout (pixel work <= {self.max_padding:g}x)"
                      if self.cost is not None else "no compile trade"),
                  f"  {'bands':>5} {'canvas':>9} {'fft':>9} {'box':>4} {'slots':>5} "
                  f"{'blends':>6} {'lanes':>5} {'padding':>7} {'memory/lane':>11}"]
@@ -262,7 +420,8 @@ class Plan:
 
 
 def make_plan(planner: Planner, n_items: int, errors: dict, max_lanes: int, n_devices: int,
-              memory_limit: int, max_iter: int, block: int, min_lanes: int = 1) -> Plan:
+              memory_limit: int, max_iter: int, block: int, min_lanes: int = 1,
+              window: int = WINDOW) -> Plan:
     """The :class:`Plan` of a planner that has seen every blend."""
     buckets = []
     for key in planner.buckets:
@@ -274,4 +433,4 @@ def make_plan(planner: Planner, n_items: int, errors: dict, max_lanes: int, n_de
         stored = bool(planner.is_stored(key)) if planner.is_stored is not None else False
         buckets.append(PlannedBucket(key, len(naturals), lanes, padding, per_lane, stored))
     return Plan(tuple(buckets), n_items, len(errors), dict(errors), planner.merge_ratio, block,
-                planner.cost, planner.folds)
+                planner.cost, planner.folds, planner.max_padding, window)

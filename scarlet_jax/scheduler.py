@@ -33,7 +33,7 @@ from .cache import compiled_program
 from .fit import FitConfig, FitParams, finish_state, init_state, run_block
 
 __all__ = ["advance", "advance_one", "write_lane", "read_lane", "start_state", "LaneRun",
-           "block_label"]
+           "block_label", "prepare_solo"]
 
 
 def block_label(key, config: FitConfig) -> str:
@@ -92,6 +92,19 @@ def read_lane(lanes, index):
 
 
 start_state = jax.jit(init_state, static_argnames="config")
+
+
+def prepare_solo(packed, state, params: FitParams, config: FitConfig) -> None:
+    """Load or compile ahead the programs a one-lane :class:`LaneRun` of ``packed``'s
+    bucket will ask :func:`~scarlet_jax.cache.compiled_program` for (the start of a fit when
+    ``state`` is None, and the block program), e.g. in a thread while the host prepares
+    blends and other buckets fit. Runs nothing."""
+    if state is None:
+        args = (packed.data, packed.placement, packed.components, params)
+        compiled_program(start_state, args, dict(config=config))
+        state = jax.eval_shape(functools.partial(init_state, config=config), *args)
+    compiled_program(advance_one, (packed.data, packed.placement, state, params),
+                     dict(config=config), label=block_label(packed.key, config))
 
 
 class LaneRun:

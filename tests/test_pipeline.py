@@ -69,6 +69,37 @@ def test_compile_trade_folds_a_small_bucket_until_its_padding_costs_a_compile():
     assert Planner(1.25).assign(big) == big and Planner(1.25).folds == 0
 
 
+def test_window_rule_merges_kinds_that_blend_by_blend_open_two_buckets():
+    """Neither of two kinds holds the other: blend by blend each opens a bucket; planned
+    together they share the smallest layout holding both, while that saves a compile and no
+    blend's pixel work passes ``max_padding`` times its own; stored programs cost nothing
+    to compile, so two stored kinds stay apart."""
+    from scarlet_jax.plan import CompileCost
+
+    cost = CompileCost(compile_seconds=6.0, pixel_seconds=2.7e-8, iterations=30)
+    a, b = _key(21, 8), _key(15, 12)  # a: fewer but larger slots; b: more, smaller
+    both = BucketKey(5, (48, 48), ((21, 21, 12),), (80, 80))
+    assert pixel_work(both) > 1.25 * pixel_work(b)  # not a merge-rule share
+    seq = Planner(1.25, cost)
+    assert [seq.assign(k) for k in (a, b, a, b)] == [a, b, a, b] and len(seq.buckets) == 2
+    win = Planner(1.25, cost)
+    assert win.assign_window([a, b, a, b]) == [both] * 4 and win.buckets == [both]
+    assert win.folds == 2  # the two b blends: padded past the merge rule
+    assert all(pixel_work(both) <= 2.0 * pixel_work(k) for k in (a, b))
+    # a later window joins the existing bucket; another image never merges with it
+    other = _key(15, 4, canvas=(64, 64), fft=(96, 96))
+    assert win.assign_window([b, other]) == [both, other]
+    # the bound: a blend whose pixel work would pass max_padding x its own stays apart
+    tight = Planner(1.25, cost, max_padding=1.25)
+    assert tight.assign_window([a, b]) == [a, b]
+    stored = Planner(1.25, cost, is_stored=lambda key: key in (a, b))
+    assert stored.assign_window([a, b]) == [a, b]
+    # no compile trade: blend by blend
+    assert Planner(1.25).assign_window([a, b]) == [a, b]
+    with pytest.raises(ValueError, match="max_padding"):
+        Planner(1.25, max_padding=1.1)
+
+
 def test_plan_prints_its_rules_and_programs():
     blends = sj.datasets.synthetic_blends(3, seed=3, shape=(32, 32), n_sources=(2, 3),
                                           n_bands=3, psf_size=11, edge_margin=6)
@@ -171,6 +202,47 @@ def test_a_blend_that_needs_a_larger_box_stays_in_the_batch():
         assert_same(res, sj.deblend(*item, max_iter=40, grow_margin=0))
 
 
+def test_a_regrown_blend_can_move_into_an_existing_larger_layout():
+    """``packing.regrow(into=...)``: a blend whose component outgrew its class moves into a
+    given layout that holds its new one (an existing bucket of the batch, no new program),
+    carrying every component's spectrum and morphology unchanged."""
+    import jax
+
+    from scarlet_jax import packing
+    from scarlet_jax.buckets import classes_hold, sort_classes
+    from scarlet_jax.pipeline import _initialise
+    from scarlet_jax.scheduler import start_state
+
+    items = _same_bucket_blends(1, seed=4)
+    opts = resolve_options(max_iter=40, grow_margin=0)
+    job = _initialise(0, items[0], opts, 1 << 40)
+    packed = packing.pack_blend(job.observation, job.components, grow_margin=0)
+    state = jax.device_get(start_state(packed.data, packed.placement, packed.components,
+                                       opts.params, opts.config))
+    overflow = [np.array(o) for o in state.overflow]
+    overflow[0][0] = True  # the first component of the first class needs a larger class
+    state = state._replace(overflow=tuple(overflow), needs_room=np.True_)
+    own, own_state = packing.regrow(job.observation, job.components, packed, state, opts)
+    bigger = sort_classes([(h + 4, w + 4, k + 1) for h, w, k in own.key.classes])
+    asked = []
+
+    def into(classes):
+        asked.append(classes)
+        return bigger
+
+    moved, moved_state = packing.regrow(job.observation, job.components, packed, state, opts,
+                                        into=into)
+    assert asked == [own.key.classes] and classes_hold(bigger, own.key.classes)
+    assert moved.key == own.key._replace(classes=bigger)
+    a = packing.unpack_components(own, own_state)
+    b = packing.unpack_components(moved, moved_state)
+    np.testing.assert_array_equal(a["spectra"], b["spectra"])
+    np.testing.assert_array_equal(a["peaks"], b["peaks"])
+    for m, n in zip(a["morphs"], b["morphs"], strict=True):  # the same pixels, re-centred
+        np.testing.assert_array_equal(np.sort(m[m != 0]), np.sort(n[n != 0]))
+    assert a["support"].sum() == b["support"].sum()
+
+
 def test_plan_shows_buckets_lanes_padding_and_programs():
     items = _same_bucket_blends(3, seed=5) + [(sj.datasets.synthetic_blend(
         2, shape=(24, 40), n_bands=3, n_sources=2, psf_size=11, edge_margin=6).observation,
@@ -251,6 +323,45 @@ def test_a_stored_executable_is_loaded_and_a_corrupt_one_recompiled(tmp_path, mo
         assert cache._load(entry) is not None
     monkeypatch.setenv(cache.CACHE_ENV, "off")  # the opt-out: plain jit, nothing stored
     assert isinstance(cache.compiled_program(poly, args, dict(power=3)), functools.partial)
+
+
+def test_threads_asking_for_one_program_load_or_compile_it_once(tmp_path, monkeypatch):
+    """The pipeline prepares programs ahead in a thread: a second thread asking for a
+    program being compiled waits for it, and both get the same executable."""
+    import threading
+    import time
+    import uuid
+
+    import jax
+    import jax.numpy as jnp
+
+    from scarlet_jax.cache import compiled_program
+
+    monkeypatch.setenv("SCARLET_JAX_CACHE", str(tmp_path))
+    lowered = []
+
+    @jax.jit
+    def twice(x):
+        return 2 * x
+
+    class Slow:  # a jit function whose lowering takes a while and is counted
+        __name__ = f"twice_{uuid.uuid4().hex}"
+
+        def lower(self, *args, **kwargs):
+            lowered.append(threading.current_thread().name)
+            time.sleep(0.5)
+            return twice.lower(*args, **kwargs)
+
+    fn, x = Slow(), jnp.arange(3.0)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(compiled_program(fn, (x,), {})))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(lowered) == 1 and len(got) == 3 and all(g is got[0] for g in got)
+    np.testing.assert_array_equal(got[1](x), [0.0, 2.0, 4.0])
 
 
 def test_cache_folder_is_versioned_and_can_be_switched_off(tmp_path):
