@@ -590,13 +590,14 @@ def init_components(
     group of :data:`scarlet_jax.options.OPTIONS`: ``init``, ``min_snr``,
     ``initial_bg_thresh``, ``max_components``, ``monotonic``, ``fit_spectra``,
     ``weighted_spectra``, ``init_noise_relative``, ``init_subtract``,
-    ``symmetric_dominated``, ``init_own_snr``, ``init_share``, ``init_share_own``) come as
+    ``symmetric_dominated``, ``init_own_snr``, ``init_share``, ``init_share_own``,
+    ``init_bump_seed``) come as
     a checked :class:`~scarlet_jax.options.InitOptions`, or as keywords with the same
     names and defaults as :func:`~scarlet_jax.deblend`'s;
     keywords override ``options``. Scarlet lite's recipe (the init options of
     ``LSST_PIPELINE``) is ``initial_bg_thresh=1.0, init_noise_relative=False,
     init_subtract=False, symmetric_dominated=False, init_own_snr=False,
-    init_share=False, init_share_own=0``.
+    init_share=False, init_share_own=0, init_bump_seed=0``.
 
     What each option does here:
 
@@ -634,6 +635,14 @@ def init_components(
       (:func:`faint_sources`) start from their share of a proportional split among them
       (:func:`hybrid_shares`); the others are initialised after them, on the detection
       image minus all morphologies so far, as ``init_subtract`` does.
+    * ``init_bump_seed`` (> 0): with ``init_subtract``, a dominated source (see below)
+      whose remaining light at its centre is under half of its :func:`local_bump` (the
+      detection image minus the median of a ring of 2-4 PSF half-maximum radii, above 3
+      noise rms) starts instead as a point source scaled to each band's bump there, and
+      the joint refit (``fit_spectra``) keeps at least this fraction of that spectrum.
+      Off by default: it brings back sources the split leaves nothing, but on a steep
+      bright wing the ring median also lets through the wing's curvature
+      (``benchmarks/RESULTS.md``, session 6).
     * ``symmetric_dominated``: with ``init_subtract``, mark a source ``symmetric`` when
       the brighter sources make up more than ``DOMINATED`` (half) of the detection image at
       its centre. The data cannot tell such a source's light from its neighbour's, and a
