@@ -54,6 +54,7 @@ __all__ = [
     "convolve_same",
     "psf_weighted_snr",
     "monotonic_mask",
+    "local_bump",
 ]
 
 
@@ -398,6 +399,60 @@ DOMINATED = 0.5
 PEAK_RATIO = 0.1
 
 
+def _half_max_radius(psfs) -> float:
+    """Half-maximum radius of the band-averaged PSF (pixels): ``sqrt(area / pi)``."""
+    psf = np.mean(np.asarray(psfs, np.float64), axis=0)
+    return float(np.sqrt(np.count_nonzero(psf >= psf.max() / 2) / np.pi))
+
+
+def local_bump(image: np.ndarray, center, r_in: float, r_out: float) -> tuple[np.ndarray, float]:
+    """A source's own light at its centre: ``image`` minus the median of the ring
+    ``r_in <= r < r_out`` around ``center``, inside the disc ``r < r_in`` (0 outside).
+
+    On a neighbour's wing the ring median is the wing's level at the centre (a smooth
+    wing's gradient averages out over the ring), so what stands above it is the source's
+    own bump, whatever the neighbours' initial morphologies claim there.
+
+    Args:
+      image: (..., H, W) float (the detection image, or the images per band).
+      center: (y, x) int pixel.
+      r_in, r_out: ring radii in pixels (``r_out > r_in``).
+
+    Returns:
+      ``(bump, level)``: (..., H, W) float64 bump (image minus the ring median inside the
+      disc) and the ring median (scalar for a 2-d image, else (...,) as an array).
+    """
+    x = np.asarray(image, np.float64)
+    yy, xx = np.indices(x.shape[-2:])
+    r = np.hypot(yy - center[0], xx - center[1])
+    ring = (r >= r_in) & (r < r_out)
+    level = np.median(x[..., ring], axis=-1) if ring.any() else np.zeros(x.shape[:-2])
+    inside = r < r_in
+    bump = np.where(inside, x - np.asarray(level)[..., None, None], 0.0)
+    return bump, level
+
+
+
+def _bump_seed(observation, detect, remaining, center, source, psf_peaks, r_in, r_out,
+               least) -> InitComponent | None:
+    """A point source scaled to the local bump of the images at ``center`` (per band),
+    when the detection image's bump there is above ``least`` and more than twice what the
+    split left the source (``remaining``); else None."""
+    bump, _ = local_bump(detect, center, r_in, r_out)
+    own = bump[center]
+    if not (own > least and remaining[center] < 0.5 * own):
+        return None
+    comp = _point_source(observation, center, source, psf_peaks)
+    y0, y1 = center[0] - int(np.ceil(r_out)), center[0] + int(np.ceil(r_out)) + 1
+    x0, x1 = center[1] - int(np.ceil(r_out)), center[1] + int(np.ceil(r_out)) + 1
+    y0, x0 = max(y0, 0), max(x0, 0)
+    window = np.asarray(observation.images, np.float64)[:, y0:y1, x0:x1]
+    band_bump, _ = local_bump(window, (center[0] - y0, center[1] - x0), r_in, r_out)
+    at = band_bump[:, center[0] - y0, center[1] - x0]
+    spectrum = np.divide(at, psf_peaks, out=np.zeros_like(at), where=psf_peaks != 0)
+    return comp._replace(spectrum=(np.maximum(spectrum, 0.0) * float(
+        np.asarray(observation.model_psf).max())).astype(np.float32))
+
 
 def shared_light(
     detect: np.ndarray,
@@ -535,13 +590,14 @@ def init_components(
     group of :data:`scarlet_jax.options.OPTIONS`: ``init``, ``min_snr``,
     ``initial_bg_thresh``, ``max_components``, ``monotonic``, ``fit_spectra``,
     ``weighted_spectra``, ``init_noise_relative``, ``init_subtract``,
-    ``symmetric_dominated``, ``init_own_snr``, ``init_share``, ``init_share_own``) come as
+    ``symmetric_dominated``, ``init_own_snr``, ``init_share``, ``init_share_own``,
+    ``init_bump_seed``) come as
     a checked :class:`~scarlet_jax.options.InitOptions`, or as keywords with the same
     names and defaults as :func:`~scarlet_jax.deblend`'s;
     keywords override ``options``. Scarlet lite's recipe (the init options of
     ``LSST_PIPELINE``) is ``initial_bg_thresh=1.0, init_noise_relative=False,
     init_subtract=False, symmetric_dominated=False, init_own_snr=False,
-    init_share=False, init_share_own=0``.
+    init_share=False, init_share_own=0, init_bump_seed=0``.
 
     What each option does here:
 
@@ -579,6 +635,14 @@ def init_components(
       (:func:`faint_sources`) start from their share of a proportional split among them
       (:func:`hybrid_shares`); the others are initialised after them, on the detection
       image minus all morphologies so far, as ``init_subtract`` does.
+    * ``init_bump_seed`` (> 0): with ``init_subtract``, a dominated source (see below)
+      whose remaining light at its centre is under half of its :func:`local_bump` (the
+      detection image minus the median of a ring of 2-4 PSF half-maximum radii, above 3
+      noise rms) starts instead as a point source scaled to each band's bump there, and
+      the joint refit (``fit_spectra``) keeps at least this fraction of that spectrum.
+      Off by default: it brings back sources the split leaves nothing, but on a steep
+      bright wing the ring median also lets through the wing's curvature
+      (``benchmarks/RESULTS.md``, session 6).
     * ``symmetric_dominated``: with ``init_subtract``, mark a source ``symmetric`` when
       the brighter sources make up more than ``DOMINATED`` (half) of the detection image at
       its centre. The data cannot tell such a source's light from its neighbour's, and a
@@ -623,6 +687,7 @@ def init_components(
     noise_relative, subtract = opts.init_noise_relative, opts.init_subtract
     symmetric_dominated, own_snr = opts.symmetric_dominated, opts.init_own_snr
     share, share_own = opts.init_share, opts.init_share_own
+    bump_seed = opts.init_bump_seed
     n_bands, height, width = observation.shape
     pix = round_centers(centers, (height, width))
     if not (0 < disk_percentile < 100):
@@ -651,6 +716,11 @@ def init_components(
         threshold = _detection_noise(observation, detect, detect_given) * initial_bg_thresh
     split = disk_percentile / 100.0
     psf_peaks = _psf_peaks(observation)
+    if subtract and bump_seed > 0:
+        r_half = _half_max_radius(observation.psfs)
+        r_in, r_out = max(2 * r_half, 2.5), max(4 * r_half, 4.5)
+        bump_noise = _detection_noise(observation, detect, detect_given)
+    reseeded: set[int] = set()
 
     by_source: list[list[InitComponent]] = [[] for _ in range(len(pix))]
     dominated: set[int] = set()
@@ -684,6 +754,14 @@ def init_components(
         if (subtract and symmetric_dominated and detect[cy, cx] > 0
                 and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
             dominated.add(source)
+        if (subtract and bump_seed > 0 and detect[cy, cx] > 0
+                and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
+            seed = _bump_seed(observation, detect, remaining, (cy, cx), source, psf_peaks,
+                              r_in, r_out, 3 * bump_noise)
+            if seed is not None:  # the split left it less than half of its own bump
+                reseeded.add(source)
+                components.append(seed)
+                continue
         det = (uncentered_symmetry(remaining, (cy, cx), xp=np, centre_quirk=False)
                if symmetric_init else remaining)
         found = _init_morph(
@@ -732,6 +810,10 @@ def init_components(
     if fit_spectra and components:
         # the argument ``fit_spectra`` hides the function of that name here
         spectra = _solve_spectra(observation, components, weighted_spectra, strict=False)
+        if reseeded:  # the refit may not take a re-seeded source below this part of its bump
+            before = np.stack([c.spectrum for c in components]).astype(np.float64)
+            keep = np.array([c.source in reseeded for c in components])[:, None]
+            spectra = np.where(keep, np.maximum(spectra, bump_seed * before), spectra)
         components = _with_spectra(components, spectra)
     return components
 

@@ -27,6 +27,7 @@ from scarlet_jax.initialization import (
     faint_sources,
     fit_spectra,
     init_components,
+    local_bump,
     monotonic_mask,
     multifit_spectra,
     point_source_component,
@@ -683,3 +684,69 @@ def test_host_symmetry_reflects_about_the_peak_at_the_centre():
     for center in [(1, 2), (4, 6), (2, 5)]:
         np.testing.assert_allclose(uncentered_symmetry(x, center, xp=np),
                                    np.asarray(uncentered_symmetry(x, center)), rtol=1e-6)
+
+
+def _twins_on_a_wing():
+    """A bright galaxy (flux 3e4, sigma 4) with two faint compact ones (600 each, sigma 1.3)
+    6 px either side of it (3 bands, noise 1): the faint ones are shoulders on the bright
+    wing, not peaks, and symmetric about the bright centre, so the bright source's
+    symmetric, monotonic initial morphology holds both, and the bright-first split leaves
+    the faint ones almost nothing at their centres."""
+    h = w = 48
+    yy, xx = np.mgrid[:h, :w]
+
+    def gauss(cy, cx, s):
+        g = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2))
+        return g / g.sum()
+
+    image = 3e4 * gauss(24, 24, 4.0) + 600 * gauss(24, 18, 1.3) + 600 * gauss(24, 30, 1.3)
+    py, px = np.mgrid[-10:11, -10:11]
+    psf = np.exp(-(py**2 + px**2) / (2 * 1.2**2))
+    images = image + np.random.default_rng(3).normal(0, 1, (3, h, w))
+    obs = make_observation(images.astype(np.float32), np.ones((3, h, w), np.float32),
+                           np.stack([psf / psf.sum()] * 3).astype(np.float32))
+    return obs, np.array([[24.0, 24.0], [24.0, 18.0], [24.0, 30.0]]), np.array([3e4, 600, 600])
+
+
+def _source_fluxes(components, n_sources, n_bands):
+    flux = np.zeros((n_sources, n_bands))
+    for c in components:
+        flux[c.source] += np.asarray(c.spectrum, np.float64) * float(np.sum(c.morph))
+    return flux
+
+
+def test_local_bump_removes_a_smooth_wing():
+    """On a linear gradient plus a compact bump, the ring median is the gradient's level at
+    the centre, so the bump left at the centre is the compact source's peak."""
+    yy, xx = np.mgrid[:40, :40].astype(np.float64)
+    peak = 50.0
+    image = 200.0 + 3.0 * xx + peak * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / (2 * 1.0**2))
+    bump, level = local_bump(image, (20, 20), 4.0, 7.0)
+    assert level == pytest.approx(260.0, abs=0.5)
+    assert bump[20, 20] == pytest.approx(peak, abs=0.5)
+    assert bump[20, 28] == 0.0  # outside the disc
+    cube, levels = local_bump(np.stack([image, 2 * image]), (20, 20), 4.0, 7.0)
+    np.testing.assert_allclose(cube[1], 2 * bump)
+    np.testing.assert_allclose(levels, [level, 2 * level])
+
+
+def test_bump_seed_brings_back_sources_the_split_leaves_nothing():
+    """Two faint sources the bright-first split leaves (almost) nothing start from their
+    local bump with ``init_bump_seed``: within a factor 2 of their true flux instead of
+    under a fifth of it, and the joint refit keeps at least the given part of that start.
+    The bright source is unchanged; scarlet lite's recipe has the option off."""
+    obs, centers, true = _twins_on_a_wing()
+    plain = _source_fluxes(init_components(obs, centers), 3, 3)
+    assert np.all(plain[1:] < 0.2 * true[1:, None])  # lost at initialisation
+    seeded_comps = init_components(obs, centers, init_bump_seed=0.5)
+    seeded = _source_fluxes(seeded_comps, 3, 3)
+    assert np.all(seeded[1:] > 0.5 * true[1:, None])
+    assert np.all(seeded[1:] < 2.0 * true[1:, None])
+    np.testing.assert_allclose(seeded[0], plain[0], rtol=0.1)
+    faint = [c for c in seeded_comps if c.source > 0]
+    assert len(faint) == 2 and all(c.morph.shape == obs.model_psf.shape for c in faint)
+    unfit = init_components(obs, centers, init_bump_seed=0.5, fit_spectra=False)
+    start = np.array([c.spectrum for c in unfit if c.source > 0], np.float64)
+    got = np.array([c.spectrum for c in faint], np.float64)
+    assert np.all(got >= 0.5 * start * (1 - 1e-6)) and np.all(start > 0)
+    assert LSST_PIPELINE["init_bump_seed"] == 0

@@ -52,6 +52,7 @@ EXAMPLES = {
     "init_own_snr": (False, 3),
     "init_share": (True, "on"),
     "init_share_own": (0.5, 1.5),
+    "init_bump_seed": (0.5, -0.5),
     "min_snr": (20.0, 0),
     "max_components": (1, 3),
     "fit_spectra": (False, "x"),
