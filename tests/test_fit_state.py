@@ -46,7 +46,7 @@ def test_resize_support_boxes_the_significant_pixels():
     # no significant pixel: the box is kept
     np.testing.assert_array_equal(support[1], old[1])
     # rows 1..5 (the pixel and the peak) and cols 5..10 grown by 1, clipped to the slot and
-    # the image; the grown box reaches past the slot's right edge, inside the image
+    # the image; the pixel is within EDGE_ROOM of the slot's right edge, inside the image
     np.testing.assert_array_equal(support[2], _box((0, 6), (4, 10)) * bounds[2])
     assert overflow.tolist() == [False, False, True, False]  # an inactive slot never asks
     np.testing.assert_array_equal(support[3], support[2])
