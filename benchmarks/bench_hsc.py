@@ -5,6 +5,7 @@ classes (slot pixels against the components' own boxes), also on a mixed synthet
 
   python benchmarks/bench_hsc.py [--repeats 5] [--out benchmarks/results]
   python benchmarks/bench_hsc.py --compile [--out benchmarks/results]
+  python benchmarks/bench_hsc.py --end [--out benchmarks/results]
 
 ``--compile`` measures the block program (the scheduler's ``advance_one``) at the blend's
 start layout with the demo's options: HLO fusions by kind (from the compiled text), lowering
@@ -208,15 +209,48 @@ def compile_report(args):
     print(f"wrote {path}")
 
 
+def end_report(args):
+    """ms per step at the layout the demo's fit (default options) ends in, and the
+    regrows it took to get there; printed and written to ``hsc_end_<backend>.json``."""
+    obs, centers = sj.datasets.hsc_cosmos_35()
+    opts = resolve_options()  # the demo's options
+    comps, _ = prepare_blend(obs, centers, opts)
+    start = pack_blend(obs, comps, grow_margin=opts["grow_margin"])
+    end = fit_to_end(obs, comps, opts, start)
+    o = resolve_options(max_iter=100, min_iter=100, e_rel=1e-30)
+    o = dataclasses.replace(o, config=dataclasses.replace(o.config, rebucket=False))
+    ms = breakdown(end, o, args.repeats)
+    report = dict(backend=jax.default_backend(), start=str(start.key.classes),
+                  end=str(end.key.classes), start_pixels=start.key.pixels,
+                  end_pixels=end.key.pixels, breakdown_ms=ms,
+                  step_over_fft4=ms["step"] / ms["fft4"])
+    print(f"backend={jax.default_backend()}  hsc_cosmos_35, demo options")
+    print(f"  start layout {start.key.classes} ({start.key.pixels} slot px)")
+    print(f"  end layout   {end.key.classes} ({end.key.pixels} slot px)")
+    print("  step breakdown at the end layout, ms: "
+          + "  ".join(f"{k} {v:.3f}" for k, v in ms.items())
+          + f"  step/fft4 {ms['step'] / ms['fft4']:.2f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"hsc_end_{jax.default_backend()}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--compile", action="store_true",
                         help="measure the block program (fusions, compile, size) only")
+    parser.add_argument("--end", action="store_true",
+                        help="ms per step at the layout the demo's fit ends in only")
     args = parser.parse_args()
     if args.compile:
         compile_report(args)
+        return
+    if args.end:
+        end_report(args)
         return
     obs, centers = sj.datasets.hsc_cosmos_35()
     print(f"backend={jax.default_backend()}  hsc_cosmos_35 (5x58x48, 7 sources)")

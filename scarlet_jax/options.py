@@ -245,7 +245,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
        ("fit",)),
     _O("grow", 5, _count(), "pixels added around the significant pixels when a box is "
        "resized", ("fit",)),
-    _O("grow_margin", 5, _count(), "pixels of room in the slot box around each initial box",
+    _O("grow_margin", 8, _count(), "pixels of room in the slot box around each initial box",
        ("run",)),
     _O("morph_step", 0.01, _real(strict=True),
        "morphology step size (relative to the peak value)", ("params",)),

@@ -149,7 +149,7 @@ def bucket_key(
     box: int | None = None,
     slots: int | None = None,
     canvas: tuple | None = None,
-    grow_margin: int = 5,
+    grow_margin: int = 8,
 ) -> BucketKey:
     """The shapes :func:`pack_blend` will use (defaults filled in), without packing."""
     if not components:
@@ -267,7 +267,7 @@ def pack_blend(
     box: int | None = None,
     slots: int | None = None,
     canvas: tuple | None = None,
-    grow_margin: int = 5,
+    grow_margin: int = 8,
 ) -> PackedBlend:
     """Pack a blend into bucketed arrays in size classes.
 
@@ -543,7 +543,7 @@ def unpack_components(packed: PackedBlend, state) -> dict:
     )
 
 
-def padding(packed: PackedBlend, components: list[InitComponent], grow_margin: int = 5):
+def padding(packed: PackedBlend, components: list[InitComponent], grow_margin: int = 8):
     """Slot pixels against the components' own boxes.
 
     Returns:

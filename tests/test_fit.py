@@ -12,8 +12,7 @@ from scarlet_jax.datasets import synthetic_blends
 from scarlet_jax.fit import fit, init_state, run_block
 from scarlet_jax.likelihood import loss_and_grads
 from scarlet_jax.options import resolve_options
-from scarlet_jax.packing import pack_blend, padding, unpack_components
-from scarlet_jax.pipeline import prepare_blend
+from scarlet_jax.packing import pack_blend, unpack_components
 
 # scarlet lite's one-step stopping rule; no symmetry operator compiled in; a box that
 # reaches its slot edge is clipped there (no stop for a regrow: that is the pipeline's job,
@@ -150,31 +149,6 @@ def test_sweeping_traced_numbers_traces_the_block_once(packed):
         params = resolve_options(e_rel=e_rel, bg_thresh=bg_thresh).params
         state, info = block(packed.data, packed.placement, state, params, config)
     assert int(state.it) == 8
-
-
-def test_size_classes_bound_the_padding(packed, blend):
-    """Slot pixels against the components' own boxes (``box``) and against those boxes
-    grown by the 5 px grow margin, in the image (``room``: what a component may use before
-    it moves class), on HSC and on a mixed synthetic set; pinned at what the class ladder
-    reaches (HSC 2.20x / 1.49x, 12 mixed blends 3.14x / 1.40x), and far below one common
-    box.
-    The margin alone makes a 15 px box 2.8x its pixels, so 2x of the own boxes is out of
-    reach for small components."""
-    obs, comps = blend
-    pad = padding(packed, comps)
-    one = pack_blend(obs, comps, box=packed.key.box)
-    assert pad["slots_per_box"] <= 2.25 and pad["slots_per_room"] <= 1.55
-    assert pad["slot_pixels"] < 0.6 * one.key.pixels  # 0.58x of one class of the largest
-    assert len(packed.key.classes) <= 3
-    opts = resolve_options()
-    slots = room = box = 0
-    for b in synthetic_blends(12, seed=5, shape=[(40, 40), (64, 64), (96, 96)],
-                              n_sources=(1, 10), radius_range=(0.8, 8.0)):
-        cs, _ = prepare_blend(b.observation, b.centers, opts)
-        d = padding(pack_blend(b.observation, cs), cs)
-        slots, room, box = slots + d["slot_pixels"], room + d["room_pixels"], box + d["box_pixels"]
-    assert slots <= 1.45 * room and slots <= 3.2 * box, (slots / room, slots / box)
-
 
 
 def _overshoot_blend():
