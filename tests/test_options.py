@@ -53,6 +53,7 @@ EXAMPLES = {
     "init_share": (True, "on"),
     "init_share_own": (0.5, 1.5),
     "init_bump_seed": (0.5, -0.5),
+    "init_bump_colour": (0.005, -0.1),
     "min_snr": (20.0, 0),
     "max_components": (1, 3),
     "fit_spectra": (False, "x"),
