@@ -550,6 +550,8 @@ def faint_sources(iso: np.ndarray, detect: np.ndarray, pix: np.ndarray,
     Returns:
       (S,) bool.
     """
+    if len(iso) == 0:
+        return np.zeros(0, bool)
     flux = iso.sum((1, 2))
     ys, xs = np.asarray(pix).astype(int).T
     at_centres = iso[:, ys, xs]  # (T, S): source t's isolated morphology at s's centre

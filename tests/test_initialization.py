@@ -46,6 +46,11 @@ PIPELINE = dict(LITE, weighted_spectra=True)
 HSC_SNR = [2363, 1645, 186, 74.6, 43.2, 68.4, 17.6]  # SCARLET_LITE.md (g), as printed there
 HSC_N_COMPONENTS = [2, 2, 2, 1, 1, 1, 1]
 
+#: The bright-first split alone (the defaults before the hybrid split and the bump seeds):
+#: tests of one initialisation step switch the others off.
+GREEDY = dict(init_share_own=0.0, init_bump_seed=0.0, init_bump_colour=0.0)
+SEED = {**GREEDY, "init_bump_seed": 0.5}
+
 
 def _ref_components(ref, stage):
     n = int(ref[f"{stage}_n_components"])
@@ -616,7 +621,7 @@ def test_shared_initial_split_is_closer_to_the_true_fluxes():
     obs, centers, true = _compact_beside_extended()
     errors = {}
     for share in (False, True):
-        comps = init_components(obs, centers, init_share=share)
+        comps = init_components(obs, centers, init_share=share, **GREEDY)
         errors[share] = _init_fluxes(comps, 2).mean(1) / true - 1
     assert errors[False][1] > 0.15
     assert np.abs(errors[True]).max() < 0.1
@@ -659,11 +664,11 @@ def test_hybrid_split_shares_comparable_sources_and_subtracts_faint_ones():
     bright wing (the wing is 72% of its centre) is initialised on the image minus the
     bright one's morphology, as the subtraction does (the same components)."""
     obs, centers, true = _compact_beside_extended()
-    comps = init_components(obs, centers, init_share_own=0.5)
+    comps = init_components(obs, centers, **{**GREEDY, "init_share_own": 0.5})
     assert np.abs(_init_fluxes(comps, 2).mean(1) / true - 1).max() < 0.1
     obs, centers, true = _bright_and_faint()
-    greedy = init_components(obs, centers)
-    hybrid = init_components(obs, centers, init_share_own=0.5)
+    greedy = init_components(obs, centers, **GREEDY)
+    hybrid = init_components(obs, centers, **{**GREEDY, "init_share_own": 0.5})
     assert [c.symmetric for c in hybrid] == [c.symmetric for c in greedy]
     np.testing.assert_allclose(_init_fluxes(hybrid, 2), _init_fluxes(greedy, 2), rtol=1e-3)
     assert np.abs(_init_fluxes(hybrid, 2) / true - 1).max() < 0.3
@@ -737,16 +742,16 @@ def test_bump_seed_brings_back_sources_the_split_leaves_nothing():
     under a fifth of it, and the joint refit keeps at least the given part of that start.
     The bright source is unchanged; scarlet lite's recipe has the option off."""
     obs, centers, true = _twins_on_a_wing()
-    plain = _source_fluxes(init_components(obs, centers), 3, 3)
+    plain = _source_fluxes(init_components(obs, centers, **GREEDY), 3, 3)
     assert np.all(plain[1:] < 0.2 * true[1:, None])  # lost at initialisation
-    seeded_comps = init_components(obs, centers, init_bump_seed=0.5)
+    seeded_comps = init_components(obs, centers, **SEED)
     seeded = _source_fluxes(seeded_comps, 3, 3)
     assert np.all(seeded[1:] > 0.5 * true[1:, None])
     assert np.all(seeded[1:] < 2.0 * true[1:, None])
     np.testing.assert_allclose(seeded[0], plain[0], rtol=0.1)
     faint = [c for c in seeded_comps if c.source > 0]
     assert len(faint) == 2 and all(c.morph.shape == obs.model_psf.shape for c in faint)
-    unfit = init_components(obs, centers, init_bump_seed=0.5, fit_spectra=False)
+    unfit = init_components(obs, centers, **SEED, fit_spectra=False)
     start = np.array([c.spectrum for c in unfit if c.source > 0], np.float64)
     got = np.array([c.spectrum for c in faint], np.float64)
     assert np.all(got >= 0.5 * start * (1 - 1e-6)) and np.all(start > 0)
@@ -793,10 +798,10 @@ def test_bump_colour_drops_a_wing_curvature_and_keeps_coloured_sources():
     expo = np.exp(-np.hypot(yy - 24, xx - 24) / 2.5)
     wing = 1e5 / 6 * np.array([1.0, 2.0, 3.0])[:, None, None] * (expo / expo.sum())
     obs, centers = _observation(wing), np.array([[24.0, 24.0], [24.0, 30.0]])
-    plain = _source_fluxes(init_components(obs, centers), 2, 3)[1]
-    seeded = _source_fluxes(init_components(obs, centers, init_bump_seed=0.5), 2, 3)[1]
-    tested = _source_fluxes(init_components(obs, centers, init_bump_seed=0.5,
-                                            init_bump_colour=0.005), 2, 3)[1]
+    plain = _source_fluxes(init_components(obs, centers, **GREEDY), 2, 3)[1]
+    seeded = _source_fluxes(init_components(obs, centers, **SEED), 2, 3)[1]
+    tested = _source_fluxes(init_components(obs, centers, **{**SEED, "init_bump_colour": 0.005}),
+                            2, 3)[1]
     assert seeded.sum() > 3 * plain.sum()  # the curvature seeded without the test
     np.testing.assert_allclose(tested, plain, rtol=1e-5)
 
@@ -807,9 +812,9 @@ def test_bump_colour_drops_a_wing_curvature_and_keeps_coloured_sources():
     obs = _observation(images)
     centers = np.array([[24.0, 24.0], [24.0, 18.0], [24.0, 30.0]])
     true = 600 * faint
-    plain = _source_fluxes(init_components(obs, centers), 3, 3)[1:]
+    plain = _source_fluxes(init_components(obs, centers, **GREEDY), 3, 3)[1:]
     assert np.all(plain.sum(1) < 0.5 * true.sum())  # the split leaves them little
-    kept = _source_fluxes(init_components(obs, centers, init_bump_seed=0.5,
-                                          init_bump_colour=0.005), 3, 3)[1:]
+    kept = _source_fluxes(init_components(obs, centers, **{**SEED, "init_bump_colour": 0.005}),
+                          3, 3)[1:]
     assert np.all(kept.sum(1) > 0.7 * true.sum()) and np.all(kept.sum(1) < 1.5 * true.sum())
     assert LSST_PIPELINE["init_bump_colour"] == 0
