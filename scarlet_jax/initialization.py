@@ -55,6 +55,7 @@ __all__ = [
     "psf_weighted_snr",
     "monotonic_mask",
     "local_bump",
+    "colour_difference",
 ]
 
 
@@ -433,11 +434,28 @@ def local_bump(image: np.ndarray, center, r_in: float, r_out: float) -> tuple[np
 
 
 
+def colour_difference(bump: np.ndarray, level: np.ndarray, noise_rms: np.ndarray) -> float:
+    """How far a bump's spectrum is from the wing's colour: ``sin^2`` of the angle between
+    ``bump`` and ``level`` (both (B,)), with band weights ``1 / noise_rms**2``; 0 when the
+    two are proportional, 1 when orthogonal (or either is 0).
+
+    A neighbour's wing and its curvature over a ring share the neighbour's colour (up to
+    its colour gradient and the PSFs' differences); a source of its own usually differs.
+    """
+    b, lev = np.asarray(bump, np.float64), np.asarray(level, np.float64)
+    w = 1.0 / np.asarray(noise_rms, np.float64) ** 2
+    bb, ll, bl = np.sum(w * b * b), np.sum(w * lev * lev), np.sum(w * b * lev)
+    if not (bb > 0 and ll > 0):
+        return 1.0
+    return float(np.clip(1.0 - bl * bl / (bb * ll), 0.0, 1.0))
+
+
 def _bump_seed(observation, detect, remaining, center, source, psf_peaks, r_in, r_out,
-               least) -> InitComponent | None:
+               least, colour=0.0) -> InitComponent | None:
     """A point source scaled to the local bump of the images at ``center`` (per band),
     when the detection image's bump there is above ``least`` and more than twice what the
-    split left the source (``remaining``); else None."""
+    split left the source (``remaining``), and (``colour`` > 0) its colour differs from the
+    ring's by more than ``colour`` (:func:`colour_difference`); else None."""
     bump, _ = local_bump(detect, center, r_in, r_out)
     own = bump[center]
     if not (own > least and remaining[center] < 0.5 * own):
@@ -447,8 +465,10 @@ def _bump_seed(observation, detect, remaining, center, source, psf_peaks, r_in, 
     x0, x1 = center[1] - int(np.ceil(r_out)), center[1] + int(np.ceil(r_out)) + 1
     y0, x0 = max(y0, 0), max(x0, 0)
     window = np.asarray(observation.images, np.float64)[:, y0:y1, x0:x1]
-    band_bump, _ = local_bump(window, (center[0] - y0, center[1] - x0), r_in, r_out)
+    band_bump, band_level = local_bump(window, (center[0] - y0, center[1] - x0), r_in, r_out)
     at = band_bump[:, center[0] - y0, center[1] - x0]
+    if colour > 0 and colour_difference(at, band_level, observation.noise_rms) <= colour:
+        return None  # the wing's own colour: its curvature, not a source
     spectrum = np.divide(at, psf_peaks, out=np.zeros_like(at), where=psf_peaks != 0)
     return comp._replace(spectrum=(np.maximum(spectrum, 0.0) * float(
         np.asarray(observation.model_psf).max())).astype(np.float32))
@@ -530,6 +550,8 @@ def faint_sources(iso: np.ndarray, detect: np.ndarray, pix: np.ndarray,
     Returns:
       (S,) bool.
     """
+    if len(iso) == 0:
+        return np.zeros(0, bool)
     flux = iso.sum((1, 2))
     ys, xs = np.asarray(pix).astype(int).T
     at_centres = iso[:, ys, xs]  # (T, S): source t's isolated morphology at s's centre
@@ -591,13 +613,14 @@ def init_components(
     ``initial_bg_thresh``, ``max_components``, ``monotonic``, ``fit_spectra``,
     ``weighted_spectra``, ``init_noise_relative``, ``init_subtract``,
     ``symmetric_dominated``, ``init_own_snr``, ``init_share``, ``init_share_own``,
-    ``init_bump_seed``) come as
+    ``init_bump_seed``, ``init_bump_colour``) come as
     a checked :class:`~scarlet_jax.options.InitOptions`, or as keywords with the same
     names and defaults as :func:`~scarlet_jax.deblend`'s;
     keywords override ``options``. Scarlet lite's recipe (the init options of
     ``LSST_PIPELINE``) is ``initial_bg_thresh=1.0, init_noise_relative=False,
     init_subtract=False, symmetric_dominated=False, init_own_snr=False,
-    init_share=False, init_share_own=0, init_bump_seed=0``.
+    init_share=False, init_share_own=0, init_bump_seed=0,
+    init_bump_colour=0``.
 
     What each option does here:
 
@@ -643,6 +666,10 @@ def init_components(
       Off by default: it brings back sources the split leaves nothing, but on a steep
       bright wing the ring median also lets through the wing's curvature
       (``benchmarks/RESULTS.md``, session 6).
+    * ``init_bump_colour`` (> 0): with ``init_bump_seed``, seed a bump only when its
+      spectrum differs from the ring median's (the wing's colour there) by more than this
+      (:func:`colour_difference`, ``sin^2`` of the noise-weighted angle): a bright wing's
+      curvature has the wing's colour, a faint source of its own usually does not.
     * ``symmetric_dominated``: with ``init_subtract``, mark a source ``symmetric`` when
       the brighter sources make up more than ``DOMINATED`` (half) of the detection image at
       its centre. The data cannot tell such a source's light from its neighbour's, and a
@@ -687,7 +714,7 @@ def init_components(
     noise_relative, subtract = opts.init_noise_relative, opts.init_subtract
     symmetric_dominated, own_snr = opts.symmetric_dominated, opts.init_own_snr
     share, share_own = opts.init_share, opts.init_share_own
-    bump_seed = opts.init_bump_seed
+    bump_seed, bump_colour = opts.init_bump_seed, opts.init_bump_colour
     n_bands, height, width = observation.shape
     pix = round_centers(centers, (height, width))
     if not (0 < disk_percentile < 100):
@@ -757,7 +784,7 @@ def init_components(
         if (subtract and bump_seed > 0 and detect[cy, cx] > 0
                 and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
             seed = _bump_seed(observation, detect, remaining, (cy, cx), source, psf_peaks,
-                              r_in, r_out, 3 * bump_noise)
+                              r_in, r_out, 3 * bump_noise, bump_colour)
             if seed is not None:  # the split left it less than half of its own bump
                 reseeded.add(source)
                 components.append(seed)

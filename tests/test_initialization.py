@@ -23,6 +23,7 @@ from scarlet_jax.detect import detection_image
 from scarlet_jax.errors import BadInputError
 from scarlet_jax.initialization import (
     PEAK_RATIO,
+    colour_difference,
     convolve_same,
     faint_sources,
     fit_spectra,
@@ -44,6 +45,11 @@ LITE = {k: v for k, v in LSST_PIPELINE.items() if k in group("init")}
 PIPELINE = dict(LITE, weighted_spectra=True)
 HSC_SNR = [2363, 1645, 186, 74.6, 43.2, 68.4, 17.6]  # SCARLET_LITE.md (g), as printed there
 HSC_N_COMPONENTS = [2, 2, 2, 1, 1, 1, 1]
+
+#: The bright-first split alone (the defaults before the hybrid split and the bump seeds):
+#: tests of one initialisation step switch the others off.
+GREEDY = dict(init_share_own=0.0, init_bump_seed=0.0, init_bump_colour=0.0)
+SEED = {**GREEDY, "init_bump_seed": 0.5}
 
 
 def _ref_components(ref, stage):
@@ -615,7 +621,7 @@ def test_shared_initial_split_is_closer_to_the_true_fluxes():
     obs, centers, true = _compact_beside_extended()
     errors = {}
     for share in (False, True):
-        comps = init_components(obs, centers, init_share=share)
+        comps = init_components(obs, centers, init_share=share, **GREEDY)
         errors[share] = _init_fluxes(comps, 2).mean(1) / true - 1
     assert errors[False][1] > 0.15
     assert np.abs(errors[True]).max() < 0.1
@@ -658,11 +664,11 @@ def test_hybrid_split_shares_comparable_sources_and_subtracts_faint_ones():
     bright wing (the wing is 72% of its centre) is initialised on the image minus the
     bright one's morphology, as the subtraction does (the same components)."""
     obs, centers, true = _compact_beside_extended()
-    comps = init_components(obs, centers, init_share_own=0.5)
+    comps = init_components(obs, centers, **{**GREEDY, "init_share_own": 0.5})
     assert np.abs(_init_fluxes(comps, 2).mean(1) / true - 1).max() < 0.1
     obs, centers, true = _bright_and_faint()
-    greedy = init_components(obs, centers)
-    hybrid = init_components(obs, centers, init_share_own=0.5)
+    greedy = init_components(obs, centers, **GREEDY)
+    hybrid = init_components(obs, centers, **{**GREEDY, "init_share_own": 0.5})
     assert [c.symmetric for c in hybrid] == [c.symmetric for c in greedy]
     np.testing.assert_allclose(_init_fluxes(hybrid, 2), _init_fluxes(greedy, 2), rtol=1e-3)
     assert np.abs(_init_fluxes(hybrid, 2) / true - 1).max() < 0.3
@@ -736,17 +742,79 @@ def test_bump_seed_brings_back_sources_the_split_leaves_nothing():
     under a fifth of it, and the joint refit keeps at least the given part of that start.
     The bright source is unchanged; scarlet lite's recipe has the option off."""
     obs, centers, true = _twins_on_a_wing()
-    plain = _source_fluxes(init_components(obs, centers), 3, 3)
+    plain = _source_fluxes(init_components(obs, centers, **GREEDY), 3, 3)
     assert np.all(plain[1:] < 0.2 * true[1:, None])  # lost at initialisation
-    seeded_comps = init_components(obs, centers, init_bump_seed=0.5)
+    seeded_comps = init_components(obs, centers, **SEED)
     seeded = _source_fluxes(seeded_comps, 3, 3)
     assert np.all(seeded[1:] > 0.5 * true[1:, None])
     assert np.all(seeded[1:] < 2.0 * true[1:, None])
     np.testing.assert_allclose(seeded[0], plain[0], rtol=0.1)
     faint = [c for c in seeded_comps if c.source > 0]
     assert len(faint) == 2 and all(c.morph.shape == obs.model_psf.shape for c in faint)
-    unfit = init_components(obs, centers, init_bump_seed=0.5, fit_spectra=False)
+    unfit = init_components(obs, centers, **SEED, fit_spectra=False)
     start = np.array([c.spectrum for c in unfit if c.source > 0], np.float64)
     got = np.array([c.spectrum for c in faint], np.float64)
     assert np.all(got >= 0.5 * start * (1 - 1e-6)) and np.all(start > 0)
     assert LSST_PIPELINE["init_bump_seed"] == 0
+
+
+def test_colour_difference_is_the_noise_weighted_angle():
+    """0 for proportional spectra, 1 for orthogonal ones (or a zero spectrum), and the
+    band weights 1 / rms^2 decide how much a band's mismatch counts."""
+    rms = np.ones(3)
+    assert colour_difference([1.0, 2.0, 3.0], [2.0, 4.0, 6.0], rms) == pytest.approx(0.0)
+    assert colour_difference([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], rms) == pytest.approx(1.0)
+    assert colour_difference([0.0, 0.0, 0.0], [1.0, 1.0, 1.0], rms) == 1.0
+    b, lev = np.array([1.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    assert colour_difference(b, lev, rms) == pytest.approx(0.5)
+    # band 1 (the mismatch) ten times noisier: it hardly counts
+    assert colour_difference(b, lev, np.array([1.0, 10.0, 1.0])) == pytest.approx(
+        0.01 / 1.01)
+
+
+def _gauss(shape, cy, cx, s):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    g = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s**2))
+    return g / g.sum()
+
+
+def _observation(images):
+    py, px = np.mgrid[-10:11, -10:11]
+    psf = np.exp(-(py**2 + px**2) / (2 * 1.2**2))
+    noisy = images + np.random.default_rng(3).normal(0, 1, images.shape)
+    n, h, w = images.shape
+    return make_observation(noisy.astype(np.float32), np.ones((n, h, w), np.float32),
+                            np.stack([psf / psf.sum()] * n).astype(np.float32))
+
+
+def test_bump_colour_drops_a_wing_curvature_and_keeps_coloured_sources():
+    """A catalogue centre 6 px out on a bright exponential galaxy's steep, convex wing
+    (no source there): ``init_bump_seed`` alone seeds the wing's curvature (several times
+    what the plain split gives), ``init_bump_colour`` sees the wing's own colour and does
+    not. Two faint compact sources of another colour on a bright wing (the split leaves
+    them little) are still seeded with the colour test, as without it."""
+    shape = (48, 48)
+    yy, xx = np.mgrid[:48, :48]
+    expo = np.exp(-np.hypot(yy - 24, xx - 24) / 2.5)
+    wing = 1e5 / 6 * np.array([1.0, 2.0, 3.0])[:, None, None] * (expo / expo.sum())
+    obs, centers = _observation(wing), np.array([[24.0, 24.0], [24.0, 30.0]])
+    plain = _source_fluxes(init_components(obs, centers, **GREEDY), 2, 3)[1]
+    seeded = _source_fluxes(init_components(obs, centers, **SEED), 2, 3)[1]
+    tested = _source_fluxes(init_components(obs, centers, **{**SEED, "init_bump_colour": 0.005}),
+                            2, 3)[1]
+    assert seeded.sum() > 3 * plain.sum()  # the curvature seeded without the test
+    np.testing.assert_allclose(tested, plain, rtol=1e-5)
+
+    bright, faint = np.array([0.5, 1.0, 1.5]), np.array([1.5, 1.0, 0.5])
+    images = (3e4 * bright[:, None, None] * _gauss(shape, 24, 24, 4.0)
+              + 600 * faint[:, None, None] * (_gauss(shape, 24, 18, 1.3)
+                                              + _gauss(shape, 24, 30, 1.3)))
+    obs = _observation(images)
+    centers = np.array([[24.0, 24.0], [24.0, 18.0], [24.0, 30.0]])
+    true = 600 * faint
+    plain = _source_fluxes(init_components(obs, centers, **GREEDY), 3, 3)[1:]
+    assert np.all(plain.sum(1) < 0.5 * true.sum())  # the split leaves them little
+    kept = _source_fluxes(init_components(obs, centers, **{**SEED, "init_bump_colour": 0.005}),
+                          3, 3)[1:]
+    assert np.all(kept.sum(1) > 0.7 * true.sum()) and np.all(kept.sum(1) < 1.5 * true.sum())
+    assert LSST_PIPELINE["init_bump_colour"] == 0
