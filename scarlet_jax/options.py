@@ -213,17 +213,17 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
        "split in proportion to the sources' isolated initial morphologies times their "
        "fluxes (False: subtract the brighter sources' morphologies, brightest first)",
        ("init",)),
-    _O("init_share_own", 0.5, _all(_real(strict=False), _at_most_one),
+    _O("init_share_own", 0.0, _all(_real(strict=False), _at_most_one),
        "with init_subtract, split the detection image in proportion to the isolated "
        "initial morphologies among the sources whose own part of their centre (beside "
        "brighter ones' isolated morphologies) is at least this; the others are initialised "
        "after them on the rest, as init_subtract does (0: off)", ("init",)),
-    _O("init_bump_seed", 0.25, _all(_real(strict=False), _at_most_one),
+    _O("init_bump_seed", 0.0, _all(_real(strict=False), _at_most_one),
        "with init_subtract, a dominated source that the split leaves under half of its "
        "local bump (detection image minus the median of a ring around its centre) starts "
        "from that bump instead, and the joint spectrum refit keeps at least this fraction "
        "of its bump spectrum (0: off)", ("init",)),
-    _O("init_bump_colour", 0.005, _all(_real(strict=False), _at_most_one),
+    _O("init_bump_colour", 0.0, _all(_real(strict=False), _at_most_one),
        "with init_bump_seed, seed only a bump whose colour differs from the ring's (the "
        "neighbours' wing there): the noise-weighted sin^2 of the angle between the bump's "
        "and the ring median's spectra must exceed this (a wing's curvature has the wing's "

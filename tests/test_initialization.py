@@ -512,6 +512,7 @@ def test_edge_centers_are_accepted(hsc):
     comps = init_components(obs, centers)
     assert sorted({c.source for c in comps}) == [0, 1, 2]
     assert init_components(obs, np.zeros((0, 2))) == []
+    assert init_components(obs, np.zeros((0, 2)), init_share_own=0.5, init_bump_seed=0.25) == []
 
 
 # ------------------------------------------------ noise-relative cut, bright-first split
