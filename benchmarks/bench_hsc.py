@@ -151,6 +151,21 @@ def hlo_counts(text: str) -> dict:
     return counts
 
 
+def breakdown_line(ms: dict) -> str:
+    """The step breakdown (ms per part) on one line, with step / four FFTs."""
+    return ("  ".join(f"{k} {v:.3f}" for k, v in ms.items())
+            + f"  step/fft4 {ms['step'] / ms['fft4']:.2f}")
+
+
+def write_report(args, stem: str, report: dict) -> None:
+    """Write ``report`` to ``<args.out>/<stem>_<backend>.json`` and say where."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}_{jax.default_backend()}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
+
+
 def compile_report(args):
     """The block program at the HSC start layout: fusions, compile time, executable size
     and load time, step breakdown; printed and written to ``hsc_compile_<backend>.json``."""
@@ -200,13 +215,8 @@ def compile_report(args):
     print(f"    fusion roots (most common): {counts['fusion_roots']}")
     print(f"    lower {lower_s:6.2f} s   compile {compile_s:6.2f} s")
     print(f"    executable {len(blob) / 2**20:6.2f} MiB   load {min(loads):6.3f} s")
-    print("  step breakdown, ms: " + "  ".join(f"{k} {v:.3f}" for k, v in ms.items())
-          + f"  step/fft4 {ms['step'] / ms['fft4']:.2f}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"hsc_compile_{jax.default_backend()}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"wrote {path}")
+    print("  step breakdown, ms: " + breakdown_line(ms))
+    write_report(args, "hsc_compile", report)
 
 
 def end_report(args):
@@ -227,14 +237,8 @@ def end_report(args):
     print(f"backend={jax.default_backend()}  hsc_cosmos_35, demo options")
     print(f"  start layout {start.key.classes} ({start.key.pixels} slot px)")
     print(f"  end layout   {end.key.classes} ({end.key.pixels} slot px)")
-    print("  step breakdown at the end layout, ms: "
-          + "  ".join(f"{k} {v:.3f}" for k, v in ms.items())
-          + f"  step/fft4 {ms['step'] / ms['fft4']:.2f}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"hsc_end_{jax.default_backend()}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"wrote {path}")
+    print("  step breakdown at the end layout, ms: " + breakdown_line(ms))
+    write_report(args, "hsc_end", report)
 
 
 def main():
@@ -307,14 +311,10 @@ def main():
         print(f"  {name:<28} " + " ".join(f"{ms[c]:18.3f}" for c in cols)
               + f" {ms['step'] / ms['fft4']:12.2f}")
     print(f"\ninitialisation (host): {1e3 * init_s:.1f} ms")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"hsc_{jax.default_backend()}.json"
-    path.write_text(json.dumps(dict(
+    write_report(args, "hsc", dict(
         backend=jax.default_backend(), jax=jax.__version__, init_ms=1e3 * init_s,
         padding={k: dict(v, classes=str(layouts[k].key.classes)) for k, v in pad.items()},
-        mixed_padding=mixed, breakdown_ms=parts, rows=rows), indent=2))
-    print(f"wrote {path}")
+        mixed_padding=mixed, breakdown_ms=parts, rows=rows))
 
 
 if __name__ == "__main__":
