@@ -30,6 +30,7 @@ import numpy as np
 from .constraints import SPARSITY, ConstraintConfig
 from .errors import BadInputError
 from .fit import OPTIMIZERS, FitConfig, FitParams
+from .packing import GROW_MARGIN
 
 __all__ = ["DEFAULTS", "GROUPS", "INITS", "LSST_PIPELINE", "MAX_ITER_LIMIT", "OPTIONS",
            "OPTION_DOCS", "InitOptions", "Option", "Options", "RunOptions", "check_option",
@@ -250,8 +251,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
        ("fit",)),
     _O("grow", 5, _count(), "pixels added around the significant pixels when a box is "
        "resized", ("fit",)),
-    _O("grow_margin", 8, _count(), "pixels of room in the slot box around each initial box",
-       ("run",)),
+    _O("grow_margin", GROW_MARGIN, _count(),
+       "pixels of room in the slot box around each initial box", ("run",)),
     _O("morph_step", 0.01, _real(strict=True),
        "morphology step size (relative to the peak value)", ("params",)),
     _O("spectrum_step_noise", 0.1, _real(strict=False),

@@ -30,6 +30,7 @@ from .optim import FistaState, ProxAdamState
 from .render import check_origins
 
 __all__ = [
+    "GROW_MARGIN",
     "MAX_CLASSES",
     "CLASS_COST",
     "bucket_key",
@@ -40,6 +41,11 @@ __all__ = [
     "padding",
     "box_side_for",
 ]
+
+#: default pixels of room in a slot around a component's initial box (the option
+#: ``grow_margin``): with :data:`scarlet_jax.growth.EDGE_ROOM`, the smallest room with which
+#: the HSC demo blend's components never outgrow their classes (one block program)
+GROW_MARGIN = 8
 
 #: at most this many size classes per blend when packing (a regrow may add one)
 MAX_CLASSES = 3
@@ -149,7 +155,7 @@ def bucket_key(
     box: int | None = None,
     slots: int | None = None,
     canvas: tuple | None = None,
-    grow_margin: int = 8,
+    grow_margin: int = GROW_MARGIN,
 ) -> BucketKey:
     """The shapes :func:`pack_blend` will use (defaults filled in), without packing."""
     if not components:
@@ -267,7 +273,7 @@ def pack_blend(
     box: int | None = None,
     slots: int | None = None,
     canvas: tuple | None = None,
-    grow_margin: int = 8,
+    grow_margin: int = GROW_MARGIN,
 ) -> PackedBlend:
     """Pack a blend into bucketed arrays in size classes.
 
@@ -543,7 +549,7 @@ def unpack_components(packed: PackedBlend, state) -> dict:
     )
 
 
-def padding(packed: PackedBlend, components: list[InitComponent], grow_margin: int = 8):
+def padding(packed: PackedBlend, components: list[InitComponent], grow_margin: int = GROW_MARGIN):
     """Slot pixels against the components' own boxes.
 
     Returns:
