@@ -433,7 +433,6 @@ def local_bump(image: np.ndarray, center, r_in: float, r_out: float) -> tuple[np
     return bump, level
 
 
-
 def colour_difference(bump: np.ndarray, level: np.ndarray, noise_rms: np.ndarray) -> float:
     """How far a bump's spectrum is from the wing's colour: ``sin^2`` of the angle between
     ``bump`` and ``level`` (both (B,)), with band weights ``1 / noise_rms**2``; 0 when the
@@ -456,17 +455,18 @@ def _bump_seed(observation, detect, remaining, center, source, psf_peaks, r_in, 
     when the detection image's bump there is above ``least`` and more than twice what the
     split left the source (``remaining``), and (``colour`` > 0) its colour differs from the
     ring's by more than ``colour`` (:func:`colour_difference`); else None."""
-    bump, _ = local_bump(detect, center, r_in, r_out)
-    own = bump[center]
+    # the ring lies within r_out of the centre: both bumps are measured on that window
+    reach = int(np.ceil(r_out))
+    y0, x0 = max(center[0] - reach, 0), max(center[1] - reach, 0)
+    y1, x1 = center[0] + reach + 1, center[1] + reach + 1
+    local = (center[0] - y0, center[1] - x0)
+    own = local_bump(detect[y0:y1, x0:x1], local, r_in, r_out)[0][local]
     if not (own > least and remaining[center] < 0.5 * own):
         return None
     comp = _point_source(observation, center, source, psf_peaks)
-    y0, y1 = center[0] - int(np.ceil(r_out)), center[0] + int(np.ceil(r_out)) + 1
-    x0, x1 = center[1] - int(np.ceil(r_out)), center[1] + int(np.ceil(r_out)) + 1
-    y0, x0 = max(y0, 0), max(x0, 0)
     window = np.asarray(observation.images, np.float64)[:, y0:y1, x0:x1]
-    band_bump, band_level = local_bump(window, (center[0] - y0, center[1] - x0), r_in, r_out)
-    at = band_bump[:, center[0] - y0, center[1] - x0]
+    band_bump, band_level = local_bump(window, local, r_in, r_out)
+    at = band_bump[(slice(None), *local)]
     if colour > 0 and colour_difference(at, band_level, observation.noise_rms) <= colour:
         return None  # the wing's own colour: its curvature, not a source
     spectrum = np.divide(at, psf_peaks, out=np.zeros_like(at), where=psf_peaks != 0)
@@ -778,11 +778,12 @@ def init_components(
         snr = np.floor(psf_weighted_snr(observation, (cy, cx))) / min_snr
         if subtract and own_snr:
             snr *= _own_share(remaining, detect, (cy, cx))
-        if (subtract and symmetric_dominated and detect[cy, cx] > 0
-                and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
+        # brighter sources make up more than DOMINATED of the detection image here
+        is_dominated = (subtract and detect[cy, cx] > 0
+                        and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx])
+        if is_dominated and symmetric_dominated:
             dominated.add(source)
-        if (subtract and bump_seed > 0 and detect[cy, cx] > 0
-                and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx]):
+        if is_dominated and bump_seed > 0:
             seed = _bump_seed(observation, detect, remaining, (cy, cx), source, psf_peaks,
                               r_in, r_out, 3 * bump_noise, bump_colour)
             if seed is not None:  # the split left it less than half of its own bump
