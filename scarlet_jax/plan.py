@@ -181,6 +181,13 @@ class Planner:
         self.folds = 0  # blends placed by the compile trade
         self._lock = threading.Lock()
 
+    def _smallest_holder(self, key: BucketKey, ratio: float) -> BucketKey | None:
+        """The smallest existing bucket that holds ``key`` with pixel work at most ``ratio``
+        times ``key``'s, or None."""
+        fits = [k for k in self.buckets
+                if _holds(k, key) and pixel_work(k) <= ratio * pixel_work(key)]
+        return min(fits, key=pixel_work) if fits else None
+
     def _fold(self, natural: BucketKey) -> BucketKey | None:
         """The bucket the compile trade puts ``natural`` in, or None (open its own)."""
         if self.cost is None or natural in self.members:
@@ -200,14 +207,13 @@ class Planner:
     def assign(self, natural: BucketKey) -> BucketKey:
         """The bucket a blend of natural bucket ``natural`` runs in (opening it if new)."""
         with self._lock:
-            budget = self.merge_ratio * pixel_work(natural)
-            fits = [k for k in self.buckets if _holds(k, natural) and pixel_work(k) <= budget]
-            key = min(fits, key=pixel_work) if fits else self._fold(natural)
+            shared = self._smallest_holder(natural, self.merge_ratio)
+            key = shared if shared is not None else self._fold(natural)
             if key is None:
                 key = natural
                 self.buckets.append(key)
                 self.members[key] = []
-            elif not fits:
+            elif shared is None:
                 self.folds += 1
             self.members[key].append(natural)
             return key
@@ -220,10 +226,9 @@ class Planner:
         if self.cost is None:
             return key
         with self._lock:
-            fits = [k for k in self.buckets if _holds(k, key)
-                    and pixel_work(k) <= self.max_padding * pixel_work(key)]
-            if fits:
-                return min(fits, key=pixel_work)
+            holder = self._smallest_holder(key, self.max_padding)
+            if holder is not None:
+                return holder
             self.buckets.append(key)
             self.members[key] = []
             return key
@@ -263,12 +268,8 @@ class Planner:
             out: list[BucketKey | None] = [None] * len(naturals)
             clusters: dict[BucketKey, list[int]] = {}  # cluster key -> window indices
             for i, natural in enumerate(naturals):  # the merge rule first
-                budget = self.merge_ratio * pixel_work(natural)
-                fits = [k for k in self.buckets if _holds(k, natural)
-                        and pixel_work(k) <= budget]
-                if fits:
-                    out[i] = min(fits, key=pixel_work)
-                else:
+                out[i] = self._smallest_holder(natural, self.merge_ratio)
+                if out[i] is None:
                     clusters.setdefault(natural, []).append(i)
             existing = list(self.buckets)
             merged: dict = {}
