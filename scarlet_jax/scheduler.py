@@ -100,11 +100,24 @@ def prepare_solo(packed, state, params: FitParams, config: FitConfig) -> None:
     ``state`` is None, and the block program), e.g. in a thread while the host prepares
     blends and other buckets fit. Runs nothing."""
     if state is None:
-        args = (packed.data, packed.placement, packed.components, params)
-        compiled_program(start_state, args, dict(config=config))
-        state = jax.eval_shape(functools.partial(init_state, config=config), *args)
-    compiled_program(advance_one, (packed.data, packed.placement, state, params),
-                     dict(config=config), label=block_label(packed.key, config))
+        _start_program(packed, params, config)
+        state = jax.eval_shape(functools.partial(init_state, config=config), packed.data,
+                               packed.placement, packed.components, params)
+    _block_program(packed.key, packed.data, packed.placement, state, params, config)
+
+
+def _start_program(packed, params: FitParams, config: FitConfig):
+    """The start of a fit for ``packed``'s shapes (:func:`start_state`), from the store;
+    called with ``(data, placement, components, params)``."""
+    return compiled_program(start_state, (packed.data, packed.placement,
+                                          packed.components, params), dict(config=config))
+
+
+def _block_program(key, data, placement, state, params: FitParams, config: FitConfig):
+    """The one-lane block program (:func:`advance_one`) of bucket ``key``, from the store;
+    called with ``(data, placement, state, params)``."""
+    return compiled_program(advance_one, (data, placement, state, params),
+                            dict(config=config), label=block_label(key, config))
 
 
 class LaneRun:
@@ -145,9 +158,7 @@ class LaneRun:
         packed = job.packed
         state = job.state
         if state is None:
-            program = compiled_program(start_state, (packed.data, packed.placement,
-                                                     packed.components, self.params),
-                                       dict(config=self.config))
+            program = _start_program(packed, self.params, self.config)
             state = program(packed.data, packed.placement, packed.components, self.params)
         return (packed.data, packed.placement, state)
 
@@ -187,9 +198,8 @@ class LaneRun:
         data, placement, state = self.lanes
         if self.solo:
             if self.block_program is None:  # a bucket's arrays keep their shapes: look once
-                self.block_program = compiled_program(
-                    advance_one, (data, placement, state, self.params),
-                    dict(config=self.config), label=block_label(self.key, self.config))
+                self.block_program = _block_program(self.key, data, placement, state,
+                                                    self.params, self.config)
             state, flags, info = self.block_program(data, placement, state, self.params)
         else:
             state, flags, info = advance(data, placement, state, self.params, self.config)
