@@ -9,6 +9,7 @@ blends of one bucket) stays for fixed-size throughput benchmarks.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -71,8 +72,9 @@ def deblend_batch(
       ``diverged``; neither affects the other blends.
     """
     opts = resolve_options(**options)
-    if chunk_size is not None and chunk_size < 1:
-        raise BadInputError(f"chunk_size must be >= 1, got {chunk_size}")
+    if chunk_size is not None:
+        warnings.warn("deblend_batch(chunk_size=) is deprecated and ignored: lanes replaced "
+                      "chunks; use max_lanes=", DeprecationWarning, stacklevel=2)
     n_dev = len(jax.local_devices()) if devices is None else int(devices)
     if not 1 <= n_dev <= len(jax.local_devices()):
         raise BadInputError(f"devices={devices}: {len(jax.local_devices())} local device(s)")

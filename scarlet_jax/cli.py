@@ -365,18 +365,18 @@ def _result_stem(path: Path, used: set) -> str:
     return stem
 
 
-def fit_group(items, opts: dict, *, chunk_size: int, progress: bool):
+def fit_group(items, opts: dict, *, max_lanes: int | None, progress: bool):
     """The batch engine hook: deblend ``items`` ((observation, centers) pairs) and return
     one :class:`~scarlet_jax.result.DeblendResult` per item, in order; a failed item is a
     result with ``error`` set, never an exception. Another engine (a Dask cluster) can be
     swapped in through :func:`batch_engine`."""
     from .batch import deblend_batch
 
-    return deblend_batch(items, chunk_size=chunk_size, progress=progress, **opts)
+    return deblend_batch(items, max_lanes=max_lanes, progress=progress, **opts)
 
 
 def batch_engine(args):
-    """The function ``(items, opts, *, chunk_size, progress) -> results`` that fits each
+    """The function ``(items, opts, *, max_lanes, progress) -> results`` that fits each
     group of a batch (:func:`fit_group`, jitted ``vmap`` on the local devices)."""
     return fit_group
 
@@ -390,7 +390,7 @@ def _fit_named(engine, items, names, opts, args, console):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            results = engine(items, opts, chunk_size=args.chunk_size,
+            results = engine(items, opts, max_lanes=args.max_lanes,
                              progress=args.show_progress and len(items) > 1)
         except (ValueError, ArithmeticError, MemoryError) as err:
             # one input the engine cannot take (a size beyond its limits, ...) must not
@@ -417,7 +417,7 @@ class _Failed(NamedTuple):
 
 def _fit_alone(engine, item, opts, args):
     try:
-        return engine([item], opts, chunk_size=args.chunk_size, progress=False)[0]
+        return engine([item], opts, max_lanes=args.max_lanes, progress=False)[0]
     except (ValueError, ArithmeticError, MemoryError) as err:
         return _Failed(f"{type(err).__name__}: {_one_line(err)}")
 
@@ -457,8 +457,11 @@ def cmd_batch(args, console: Console) -> int:
                                  mask_planes=args.mask_planes, progress=args.show_progress)
     opts = _fit_options(args)
     resolved = _check_options(opts)
-    if args.chunk_size < 1 or args.group_size < 1:
-        raise _bad("--chunk-size and --group-size must be >= 1")
+    if (args.max_lanes is not None and args.max_lanes < 1) or args.group_size < 1:
+        raise _bad("--max-lanes and --group-size must be >= 1")
+    if args.chunk_size is not None:
+        console.err("--chunk-size is deprecated and ignored (lanes replaced chunks); "
+                    "use --max-lanes", level=1)
     files = _batch_inputs(args.inputs)
     out = prepare_out(args.out)
     engine = batch_engine(args)
@@ -772,8 +775,10 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument("--no-progress", dest="progress", action="store_false",
                           help="no progress bar")
     batch.add_argument("--detect", action="store_true", help="detect the sources in every input")
-    batch.add_argument("--chunk-size", type=int, default=256, metavar="N",
-                       help="most blends per device call (default 256)")
+    batch.add_argument("--max-lanes", type=int, default=None, metavar="N",
+                       help="most blends fitted side by side in one bucket's program "
+                       "(default 1 on a CPU, 256 on an accelerator)")
+    batch.add_argument("--chunk-size", type=int, default=None, help=argparse.SUPPRESS)
     batch.add_argument("--group-size", type=int, default=256, metavar="N",
                        help="inputs read and fitted together; bounds memory, and progress "
                        "is reported per group (default 256)")

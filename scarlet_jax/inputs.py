@@ -244,6 +244,14 @@ def _text(value) -> str:
 
 def _read_npz(path: Path) -> BlendFile:
     with open(path, "rb") as fh:  # closed even when numpy gives up half-way
+        head = fh.read(6)
+        if not head:
+            raise _bad(f"{path}: empty file, expected an npz with images, variance, psfs")
+        if not head.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+            # numpy would call any other file "pickled data", which it rarely is
+            raise _bad(f"{path}: not an npz file (it does not start with a zip header; "
+                       "expected an npz with images, variance, psfs)")
+        fh.seek(0)
         try:
             data = np.load(fh, allow_pickle=False)
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:

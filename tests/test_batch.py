@@ -147,3 +147,14 @@ def test_sharding_over_two_cpu_devices():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "OK" in out.stdout
+
+
+def test_chunk_size_is_deprecated_and_ignored(blends):
+    """Lanes replaced chunks: ``chunk_size=`` still runs (old callers) but warns, and the
+    results are those without it."""
+    items = [(b.observation, b.centers) for b in blends[:2]]
+    with pytest.warns(DeprecationWarning, match="chunk_size"):
+        old = deblend_batch(items, chunk_size=1, **OPTS)
+    new = deblend_batch(items, **OPTS)
+    for a, b in zip(old, new, strict=True):
+        np.testing.assert_array_equal(a.model, b.model)

@@ -173,7 +173,12 @@ def test_bad_input_exits_2(tmp_path, capsys, demo_dir):
     text = tmp_path / "text.npz"
     text.write_text("hello")
     assert main(["deblend", str(text), "--out", str(tmp_path / "o")]) == 2
-    _assert_one_line_error(capsys, "npz")
+    _assert_one_line_error(capsys, "not an npz file")  # not numpy's "pickled data"
+
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    assert main(["deblend", str(empty), "--out", str(tmp_path / "o")]) == 2
+    _assert_one_line_error(capsys, "empty file")
 
     bad = tmp_path / "bad.npz"
     bad.write_bytes((demo_dir / "result.npz").read_bytes()[:3000])
@@ -442,8 +447,11 @@ def test_every_option_has_a_flag_or_the_escape_hatch():
         value = repr(DEFAULTS[name])
         assert name in _fit_options(parser.parse_args(["demo", "--option",
                                                        f"{name}={value}"]))
-    batch = parser.parse_args(["batch", "d", "--chunk-size", "8", "--group-size", "4"])
-    assert batch.chunk_size == 8 and batch.group_size == 4
+    batch = parser.parse_args(["batch", "d", "--max-lanes", "8", "--group-size", "4"])
+    assert batch.max_lanes == 8 and batch.group_size == 4
+    assert parser.parse_args(["batch", "d"]).max_lanes is None  # the device's default
+    # the old --chunk-size is still accepted (deprecated, ignored, a note on stderr)
+    assert parser.parse_args(["batch", "d", "--chunk-size", "8"]).chunk_size == 8
 
 
 def test_batch_isolates_an_input_the_engine_rejects(small_inputs, tmp_path, monkeypatch):
