@@ -15,7 +15,8 @@ Usage::
 
 Sets: ``dev`` (``dev_blends.npz``, centres = ``catalog``), ``btk``
 (``btk_dev_blends.npz``, centres = ``centers``, NaN-padded), ``synth`` (the package's own
-generator, ``--seed``; a held-out check).
+generator, ``--seed``; a held-out check). Output: ``results/quality_<sets>[_<tag>].json``,
+and per set ``quality_<set>[_<tag>].png`` (and ``.npz`` with ``--dump``).
 """
 
 from __future__ import annotations
@@ -313,7 +314,8 @@ def main(argv=None):
                      conserved=cons, true=truth["true"], blendedness=truth["blendedness"],
                      snr=truth["snr"], iters=out["iters"], chi2=out["chi2"])
     tag = f"_{args.tag}" if args.tag else ""
-    path = os.path.join(args.out, f"quality{tag}.json")
+    # named by its sets too, so one --tag run per set does not overwrite the other's table
+    path = os.path.join(args.out, f"quality_{'+'.join(args.set)}{tag}.json")
     with open(path, "w") as fh:
         json.dump(report, fh, indent=1)
     print(f"\nwrote {path}")
