@@ -10,7 +10,8 @@ classes (slot pixels against the components' own boxes), also on a mixed synthet
 ``--compile`` measures the block program (the scheduler's ``advance_one``) at the blend's
 start layout with the demo's options: HLO fusions by kind (from the compiled text), lowering
 and compile time (JAX's persistent cache off), the serialised executable's size and load
-time, and ms per step against the four FFTs (the step breakdown).
+time, and ms per step against the four FFTs (the step breakdown; ``monotonicity`` is the
+part of ``prox`` that the monotonicity operator takes alone, timed on its own).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from scarlet_jax.constraints import make_prox_classes
 from scarlet_jax.fft import convolve, convolve_transpose
 from scarlet_jax.fit import fit, init_fit_state, make_optimizer, make_step
 from scarlet_jax.likelihood import loss_and_grads
+from scarlet_jax.monotonicity import make_monotonicity_classes
 from scarlet_jax.options import resolve_options
 from scarlet_jax.packing import pack_blend, padding
 from scarlet_jax.pipeline import prepare_blend, regrow
@@ -78,9 +80,21 @@ def breakdown(packed, opts, repeats):
     def one_step(s):  # keep stepping (never done)
         return step(s)[0]._replace(done=jnp.array(False), it=s.it % config.max_iter + 1)
 
+    shapes = [tuple(p.bounds.shape[-2:]) for p in places]
+    mono_fn = make_monotonicity_classes(shapes, config.constraints.fit_radius)
+    centres = tuple(jnp.broadcast_to(jnp.array([h // 2, w // 2], jnp.int32), (p.active.shape[0], 2))
+                    for (h, w), p in zip(shapes, places, strict=True))
+
+    def mono(cs):  # the monotonicity alone (part of prox when the config has it)
+        outs, _ = mono_fn(tuple(c.morphs for c in cs), centres)
+        return tuple(c.replace(morphs=m) for c, m in zip(cs, outs, strict=True))
+
+    parts = [("fft4", fft4, data.images), ("loss_and_grads", lg, packed.components),
+             ("prox", prox, packed.components), ("step", one_step, state)]
+    if config.constraints.monotonic:
+        parts.append(("monotonicity", mono, packed.components))
     ms = {}
-    for name, f, x in [("fft4", fft4, data.images), ("loss_and_grads", lg, packed.components),
-                       ("prox", prox, packed.components), ("step", one_step, state)]:
+    for name, f, x in parts:
         ms[name] = 1e3 * best_time(repeated(f), x, repeats=repeats) / REPS
     ms["box_work"] = ms["loss_and_grads"] - ms["fft4"]
     ms["optimiser_and_rest"] = ms["step"] - ms["loss_and_grads"] - ms["prox"]

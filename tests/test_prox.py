@@ -341,12 +341,20 @@ def test_monotonicity_tiny_shapes(shape):
 
 
 @pytest.mark.parametrize(
-    "shape, margin", [((41, 41), (1, 1)), ((12, 31), (0, 2)), ((7, 3), (7, 3))]
+    "shape, margin, spread",
+    [((41, 41), (1, 1), False), ((12, 31), (0, 2), False), ((7, 3), (7, 3), False),
+     ((21, 17), (1, 1), True)],
 )
-def test_monotonicity_schedule_tables(shape, margin):
+def test_monotonicity_schedule_tables(shape, margin, spread):
     """Every grid pixel has one state row, reads only rows written before its step, and reads
-    exactly its in-grid neighbours with lite's nonzero weights."""
+    exactly its in-grid neighbours with lite's nonzero weights; also for a schedule spread
+    over more steps with fewer pixels each (a shorter class in a longer scan)."""
     t = monotonicity._mono_tables(shape, margin)
+    if spread:
+        n_steps = t.reads.shape[0] + 15
+        t = monotonicity._tables_within(shape, margin, n_steps)
+        assert t.reads.shape[0] <= n_steps
+        assert t.reads.shape[1] < monotonicity._mono_tables(shape, margin).reads.shape[1]
     gh, gw = t.grid_shape
     n_steps, capacity, _ = t.reads.shape
     assert sorted(set(t.row_of.tolist())) == sorted(t.row_of.tolist())  # one row each
