@@ -399,6 +399,10 @@ DOMINATED = 0.5
 #: neighbour's (in the detection image) is faint, whatever its own part of the centre.
 PEAK_RATIO = 0.1
 
+#: ``symmetric_low_peak``: a low-peak source is made symmetric when its brighter
+#: neighbours give at least this fraction of the detection image at its centre.
+LOW_PEAK_WING = 0.1
+
 
 def _half_max_radius(psfs) -> float:
     """Half-maximum radius of the band-averaged PSF (pixels): ``sqrt(area / pi)``."""
@@ -676,8 +680,9 @@ def init_components(
       the joint refit (``fit_spectra``) keeps at least this fraction of that spectrum.
       It brings back sources the split leaves nothing, but on a steep bright wing the
       ring median also lets through the wing's curvature (``benchmarks/RESULTS.md``,
-      session 6), hence the colour test below; the default, 0.25 with
-      ``init_bump_colour=0.005``, helps both benchmark kinds (session 8).
+      session 6), hence the colour test below. The defaults (``init_share_own=0.5``,
+      ``init_bump_seed=0.25``, ``init_bump_colour=0.005``, ``symmetric_low_peak``) were
+      chosen on both benchmark kinds (session 8).
     * ``init_bump_colour`` (> 0): with ``init_bump_seed``, seed a bump only when its
       spectrum differs from the ring median's (the wing's colour there) by more than this
       (:func:`colour_difference`, ``sin^2`` of the noise-weighted angle): a bright wing's
@@ -689,9 +694,11 @@ def init_components(
       times too bright); a symmetric one cannot keep a one-sided wing.
     * ``symmetric_low_peak``: with ``symmetric_dominated``, mark a source ``symmetric``
       also when its centre is under :data:`PEAK_RATIO` of an overlapping neighbour's
-      (:func:`low_peak`), whatever its own part of the centre: such a faint source on a
-      bright wing otherwise starts free (the greedy remainder there is mostly the wing's
-      asymmetric part) and keeps it.
+      (:func:`low_peak`) and the brighter sources' morphologies give at least
+      :data:`LOW_PEAK_WING` of the detection image there (not only above ``DOMINATED``):
+      such a faint source on a bright wing otherwise starts free (the remainder there
+      holds the wing's asymmetric part) and keeps it. A faint source that no brighter
+      morphology reaches stays free (HSC's faint galaxies: symmetric, they fit worse).
     * ``init_own_snr``: with ``init_subtract``, scale a source's SNR by its own share of
       the detection image at its centre (``remaining / detect``) before the ``min_snr``
       test, so a faint source on a bright neighbour's wing does not get a second, free
@@ -784,10 +791,11 @@ def init_components(
     elif subtract and share:
         shares = shared_light(detect, pix, threshold=threshold, padding=padding,
                               monotonic=monotonic, symmetric_init=symmetric_init)
+    low = np.zeros(len(pix), bool)
     if subtract and symmetric_dominated and low_peak_symmetric:
-        iso = _isolated_morphs(detect, pix, threshold=threshold, padding=padding,
-                               monotonic=monotonic, symmetric_init=symmetric_init)
-        dominated.update(int(s) for s in np.flatnonzero(low_peak(iso, detect, pix)))
+        low = low_peak(_isolated_morphs(detect, pix, threshold=threshold, padding=padding,
+                                        monotonic=monotonic, symmetric_init=symmetric_init),
+                       detect, pix)
     for source in order:
         source = int(source)
         components = by_source[source]
@@ -803,7 +811,10 @@ def init_components(
         # brighter sources make up more than DOMINATED of the detection image here
         is_dominated = (subtract and detect[cy, cx] > 0
                         and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx])
-        if is_dominated and symmetric_dominated:
+        # a faint centre (low peak) with some of a brighter neighbour's light on it
+        on_wing = (low[source] and detect[cy, cx] > 0
+                   and remaining[cy, cx] < (1 - LOW_PEAK_WING) * detect[cy, cx])
+        if (is_dominated and symmetric_dominated) or on_wing:
             dominated.add(source)
         if is_dominated and bump_seed > 0:
             seed = _bump_seed(observation, detect, remaining, (cy, cx), source, psf_peaks,

@@ -214,7 +214,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
        "split in proportion to the sources' isolated initial morphologies times their "
        "fluxes (False: subtract the brighter sources' morphologies, brightest first)",
        ("init",)),
-    _O("init_share_own", 0.0, _all(_real(strict=False), _at_most_one),
+    _O("init_share_own", 0.5, _all(_real(strict=False), _at_most_one),
        "with init_subtract, split the detection image in proportion to the isolated "
        "initial morphologies among the sources whose own part of their centre (beside "
        "brighter ones' isolated morphologies) is at least this; the others are initialised "
@@ -232,9 +232,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     _O("symmetric_dominated", True, _boolean,
        "make a source symmetric when its centre is dominated by brighter "
        "neighbours' light", ("init",)),
-    _O("symmetric_low_peak", False, _boolean,
+    _O("symmetric_low_peak", True, _boolean,
        "with symmetric_dominated, also make a source symmetric when its centre is under "
-       "a tenth of an overlapping neighbour's (in the detection image)", ("init",)),
+       "a tenth of an overlapping neighbour's (in the detection image) and brighter "
+       "sources give at least a tenth of the light there", ("init",)),
     _O("init_own_snr", True, _boolean,
        "with init_subtract, count only a source's own share of the light at its centre "
        "toward min_snr (a faint source on a bright wing gets one component)", ("init",)),

@@ -821,11 +821,12 @@ def test_bump_colour_drops_a_wing_curvature_and_keeps_coloured_sources():
     assert LSST_PIPELINE["init_bump_colour"] == 0
 
 
-def test_symmetric_low_peak_marks_faint_sources_that_own_their_centre():
+def test_symmetric_low_peak_marks_faint_sources_on_a_wing():
     """A compact source 12 px out on a bright galaxy's wing, its centre under a tenth of
     the galaxy's but mostly its own (not dominated): free without the option, symmetric
-    with ``symmetric_low_peak``; the bright source stays free, and scarlet lite's recipe
-    has the option off."""
+    with ``symmetric_low_peak``; the bright source stays free. 16 px out, where the
+    galaxy's initial morphology does not reach, it stays free. Scarlet lite's recipe has
+    the option off."""
     shape = (48, 48)
     flat = np.ones(3)[:, None, None]
     images = 3e4 * flat * _gauss(shape, 24, 20, 4.0) + 300 * flat * _gauss(shape, 24, 32, 1.5)
@@ -837,4 +838,9 @@ def test_symmetric_low_peak_marks_faint_sources_that_own_their_centre():
     assert not any(c.symmetric for c in on if c.source == 0)
     assert not any(c.symmetric for c in init_components(
         obs, centers, symmetric_low_peak=True, symmetric_dominated=False))
+    far = _observation(3e4 * flat * _gauss(shape, 24, 20, 4.0)
+                       + 300 * flat * _gauss(shape, 24, 36, 1.5))
+    far_centers = np.array([[24.0, 20.0], [24.0, 36.0]])
+    assert not any(c.symmetric for c in init_components(far, far_centers,
+                                                         symmetric_low_peak=True))
     assert LSST_PIPELINE["symmetric_low_peak"] is False
