@@ -399,6 +399,10 @@ DOMINATED = 0.5
 #: neighbour's (in the detection image) is faint, whatever its own part of the centre.
 PEAK_RATIO = 0.1
 
+#: ``symmetric_low_peak``: a low-peak source is made symmetric when its brighter
+#: neighbours give at least this fraction of the detection image at its centre.
+LOW_PEAK_WING = 0.1
+
 
 def _half_max_radius(psfs) -> float:
     """Half-maximum radius of the band-averaged PSF (pixels): ``sqrt(area / pi)``."""
@@ -558,12 +562,23 @@ def faint_sources(iso: np.ndarray, detect: np.ndarray, pix: np.ndarray,
     brighter = flux[:, None] > flux[None, :]
     wing = np.where(brighter, at_centres, 0.0).sum(0)
     total = detect[ys, xs]
+    return np.where(total > 0, (wing > (1.0 - own) * total) | low_peak(iso, detect, pix),
+                    own > 0)
+
+
+def low_peak(iso: np.ndarray, detect: np.ndarray, pix: np.ndarray) -> np.ndarray:
+    """(S,) bool: the detection image at a source's centre is under :data:`PEAK_RATIO` of
+    that at the centre of a neighbour whose isolated morphology (``iso``, (S, H, W))
+    overlaps its own."""
+    if len(iso) == 0:
+        return np.zeros(0, bool)
+    ys, xs = np.asarray(pix).astype(int).T
+    total = detect[ys, xs]
     reach = (iso > 0).reshape(len(iso), -1).astype(np.float64)
     overlap = (reach @ reach.T) > 0
     np.fill_diagonal(overlap, False)
     peak = np.where(overlap, total[:, None], 0.0).max(0, initial=0.0)  # (S,) brightest neighbour
-    low = total < PEAK_RATIO * peak
-    return np.where(total > 0, (wing > (1.0 - own) * total) | low, own > 0)
+    return total < PEAK_RATIO * peak
 
 
 def hybrid_shares(
@@ -613,14 +628,14 @@ def init_components(
     ``initial_bg_thresh``, ``max_components``, ``monotonic``, ``fit_spectra``,
     ``weighted_spectra``, ``init_noise_relative``, ``init_subtract``,
     ``symmetric_dominated``, ``init_own_snr``, ``init_share``, ``init_share_own``,
-    ``init_bump_seed``, ``init_bump_colour``) come as
+    ``init_bump_seed``, ``init_bump_colour``, ``symmetric_low_peak``) come as
     a checked :class:`~scarlet_jax.options.InitOptions`, or as keywords with the same
     names and defaults as :func:`~scarlet_jax.deblend`'s;
     keywords override ``options``. Scarlet lite's recipe (the init options of
     ``LSST_PIPELINE``) is ``initial_bg_thresh=1.0, init_noise_relative=False,
     init_subtract=False, symmetric_dominated=False, init_own_snr=False,
     init_share=False, init_share_own=0, init_bump_seed=0,
-    init_bump_colour=0``.
+    init_bump_colour=0, symmetric_low_peak=False``.
 
     What each option does here:
 
@@ -663,9 +678,11 @@ def init_components(
       detection image minus the median of a ring of 2-4 PSF half-maximum radii, above 3
       noise rms) starts instead as a point source scaled to each band's bump there, and
       the joint refit (``fit_spectra``) keeps at least this fraction of that spectrum.
-      Off by default: it brings back sources the split leaves nothing, but on a steep
-      bright wing the ring median also lets through the wing's curvature
-      (``benchmarks/RESULTS.md``, session 6).
+      It brings back sources the split leaves nothing, but on a steep bright wing the
+      ring median also lets through the wing's curvature (``benchmarks/RESULTS.md``,
+      session 6), hence the colour test below. The defaults (``init_share_own=0.5``,
+      ``init_bump_seed=0.25``, ``init_bump_colour=0.005``, ``symmetric_low_peak``) were
+      chosen on both benchmark kinds (session 8).
     * ``init_bump_colour`` (> 0): with ``init_bump_seed``, seed a bump only when its
       spectrum differs from the ring median's (the wing's colour there) by more than this
       (:func:`colour_difference`, ``sin^2`` of the noise-weighted angle): a bright wing's
@@ -675,6 +692,13 @@ def init_components(
       its centre. The data cannot tell such a source's light from its neighbour's, and a
       free morphology there grows over the neighbour's wing (a faint galaxy reported many
       times too bright); a symmetric one cannot keep a one-sided wing.
+    * ``symmetric_low_peak``: with ``symmetric_dominated``, mark a source ``symmetric``
+      also when its centre is under :data:`PEAK_RATIO` of an overlapping neighbour's
+      (:func:`low_peak`) and the brighter sources' morphologies give at least
+      :data:`LOW_PEAK_WING` of the detection image there (not only above ``DOMINATED``):
+      such a faint source on a bright wing otherwise starts free (the remainder there
+      holds the wing's asymmetric part) and keeps it. A faint source that no brighter
+      morphology reaches stays free (HSC's faint galaxies: symmetric, they fit worse).
     * ``init_own_snr``: with ``init_subtract``, scale a source's SNR by its own share of
       the detection image at its centre (``remaining / detect``) before the ``min_snr``
       test, so a faint source on a bright neighbour's wing does not get a second, free
@@ -715,6 +739,7 @@ def init_components(
     symmetric_dominated, own_snr = opts.symmetric_dominated, opts.init_own_snr
     share, share_own = opts.init_share, opts.init_share_own
     bump_seed, bump_colour = opts.init_bump_seed, opts.init_bump_colour
+    low_peak_symmetric = opts.symmetric_low_peak
     n_bands, height, width = observation.shape
     pix = round_centers(centers, (height, width))
     if not (0 < disk_percentile < 100):
@@ -766,6 +791,11 @@ def init_components(
     elif subtract and share:
         shares = shared_light(detect, pix, threshold=threshold, padding=padding,
                               monotonic=monotonic, symmetric_init=symmetric_init)
+    low = np.zeros(len(pix), bool)
+    if subtract and symmetric_dominated and low_peak_symmetric:
+        low = low_peak(_isolated_morphs(detect, pix, threshold=threshold, padding=padding,
+                                        monotonic=monotonic, symmetric_init=symmetric_init),
+                       detect, pix)
     for source in order:
         source = int(source)
         components = by_source[source]
@@ -781,7 +811,10 @@ def init_components(
         # brighter sources make up more than DOMINATED of the detection image here
         is_dominated = (subtract and detect[cy, cx] > 0
                         and remaining[cy, cx] < (1 - DOMINATED) * detect[cy, cx])
-        if is_dominated and symmetric_dominated:
+        # a faint centre (low peak) with some of a brighter neighbour's light on it
+        on_wing = (low[source] and detect[cy, cx] > 0
+                   and remaining[cy, cx] < (1 - LOW_PEAK_WING) * detect[cy, cx])
+        if (is_dominated and symmetric_dominated) or on_wing:
             dominated.add(source)
         if is_dominated and bump_seed > 0:
             seed = _bump_seed(observation, detect, remaining, (cy, cx), source, psf_peaks,

@@ -214,17 +214,17 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
        "split in proportion to the sources' isolated initial morphologies times their "
        "fluxes (False: subtract the brighter sources' morphologies, brightest first)",
        ("init",)),
-    _O("init_share_own", 0.0, _all(_real(strict=False), _at_most_one),
+    _O("init_share_own", 0.5, _all(_real(strict=False), _at_most_one),
        "with init_subtract, split the detection image in proportion to the isolated "
        "initial morphologies among the sources whose own part of their centre (beside "
        "brighter ones' isolated morphologies) is at least this; the others are initialised "
        "after them on the rest, as init_subtract does (0: off)", ("init",)),
-    _O("init_bump_seed", 0.0, _all(_real(strict=False), _at_most_one),
+    _O("init_bump_seed", 0.25, _all(_real(strict=False), _at_most_one),
        "with init_subtract, a dominated source that the split leaves under half of its "
        "local bump (detection image minus the median of a ring around its centre) starts "
        "from that bump instead, and the joint spectrum refit keeps at least this fraction "
        "of its bump spectrum (0: off)", ("init",)),
-    _O("init_bump_colour", 0.0, _all(_real(strict=False), _at_most_one),
+    _O("init_bump_colour", 0.005, _all(_real(strict=False), _at_most_one),
        "with init_bump_seed, seed only a bump whose colour differs from the ring's (the "
        "neighbours' wing there): the noise-weighted sin^2 of the angle between the bump's "
        "and the ring median's spectra must exceed this (a wing's curvature has the wing's "
@@ -232,6 +232,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     _O("symmetric_dominated", True, _boolean,
        "make a source symmetric when its centre is dominated by brighter "
        "neighbours' light", ("init",)),
+    _O("symmetric_low_peak", True, _boolean,
+       "with symmetric_dominated, also make a source symmetric when its centre is under "
+       "a tenth of an overlapping neighbour's (in the detection image) and brighter "
+       "sources give at least a tenth of the light there", ("init",)),
     _O("init_own_snr", True, _boolean,
        "with init_subtract, count only a source's own share of the light at its centre "
        "toward min_snr (a faint source on a bright wing gets one component)", ("init",)),
@@ -281,7 +285,8 @@ LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_s
                                      init_subtract=False, symmetric_dominated=False,
                                      init_own_snr=False, final_spectra=False,
                                      init_share=False, init_share_own=0.0,
-                                     init_bump_seed=0.0, init_bump_colour=0.0)
+                                     init_bump_seed=0.0, init_bump_colour=0.0,
+                                     symmetric_low_peak=False)
 
 
 def group(name: str) -> tuple[str, ...]:

@@ -819,3 +819,28 @@ def test_bump_colour_drops_a_wing_curvature_and_keeps_coloured_sources():
                           3, 3)[1:]
     assert np.all(kept.sum(1) > 0.7 * true.sum()) and np.all(kept.sum(1) < 1.5 * true.sum())
     assert LSST_PIPELINE["init_bump_colour"] == 0
+
+
+def test_symmetric_low_peak_marks_faint_sources_on_a_wing():
+    """A compact source 12 px out on a bright galaxy's wing, its centre under a tenth of
+    the galaxy's but mostly its own (not dominated): free without the option, symmetric
+    with ``symmetric_low_peak``; the bright source stays free. 16 px out, where the
+    galaxy's initial morphology does not reach, it stays free. Scarlet lite's recipe has
+    the option off."""
+    shape = (48, 48)
+    flat = np.ones(3)[:, None, None]
+    images = 3e4 * flat * _gauss(shape, 24, 20, 4.0) + 300 * flat * _gauss(shape, 24, 32, 1.5)
+    obs, centers = _observation(images), np.array([[24.0, 20.0], [24.0, 32.0]])
+    off = init_components(obs, centers, symmetric_low_peak=False)
+    on = init_components(obs, centers, symmetric_low_peak=True)
+    assert [c.symmetric for c in off if c.source == 1] == [False, False]
+    assert [c.symmetric for c in on if c.source == 1] == [True, True]
+    assert not any(c.symmetric for c in on if c.source == 0)
+    assert not any(c.symmetric for c in init_components(
+        obs, centers, symmetric_low_peak=True, symmetric_dominated=False))
+    far = _observation(3e4 * flat * _gauss(shape, 24, 20, 4.0)
+                       + 300 * flat * _gauss(shape, 24, 36, 1.5))
+    far_centers = np.array([[24.0, 20.0], [24.0, 36.0]])
+    assert not any(c.symmetric for c in init_components(far, far_centers,
+                                                         symmetric_low_peak=True))
+    assert LSST_PIPELINE["symmetric_low_peak"] is False
