@@ -36,7 +36,7 @@ import threading
 from pathlib import Path
 
 __all__ = ["CACHE_ENV", "OFF", "cache_dir", "enable_compilation_cache", "compiled_program",
-           "program_key", "is_stored", "is_store_on"]
+           "program_key", "is_stored", "stored_labels", "is_store_on"]
 
 CACHE_ENV = "SCARLET_JAX_CACHE"
 OFF = ("off", "0", "none", "false", "no")
@@ -125,6 +125,27 @@ def is_stored(label: str) -> bool:
     store for this backend and package source (then it needs no compile)."""
     path = _label_path(label)
     return path is not None and path.exists()
+
+
+def stored_labels(prefix: str = "") -> list[str]:
+    """The labels starting with ``prefix`` of the programs in the store for this backend and
+    package source (each :func:`is_stored`), sorted; [] with the cache off."""
+    store = _store_dir()
+    if store is None:
+        return []
+    try:
+        paths = list((store / "labels").iterdir())
+    except OSError:
+        return []
+    out = []
+    for path in paths:
+        try:
+            label = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if label.startswith(prefix) and path.name == _context_key(label):
+            out.append(label)
+    return sorted(out)
 
 
 def is_store_on() -> bool:
