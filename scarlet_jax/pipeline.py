@@ -52,6 +52,9 @@ __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
 _CPU_LANES = 1
 #: Blends in the first planning window (:func:`_windows`).
 FIRST_WINDOW = 16
+#: Threads that load or compile buckets' programs ahead of the fit (one-lane buckets). Two
+#: measured no faster on the 2-core machine under load (benchmarks/RESULTS.md, wt11h).
+PREPARE_THREADS = 1
 _ACCELERATOR_LANES = 256
 
 
@@ -295,7 +298,7 @@ class _Prep(threading.Thread):
         # holding its blends back until they are ready (the main thread never waits on a
         # compile while other buckets could fit)
         self.ahead = ahead
-        self.warmer = ThreadPoolExecutor(max_workers=1) if ahead else None
+        self.warmer = ThreadPoolExecutor(max_workers=PREPARE_THREADS) if ahead else None
         self.held: dict = {}  # bucket -> jobs waiting for its programs (None: ready)
         self.lock = threading.Lock()
 
