@@ -133,19 +133,23 @@ def stored_labels(prefix: str = "") -> list[str]:
     store = _store_dir()
     if store is None:
         return []
+    folder = store / "labels"
     try:
-        paths = list((store / "labels").iterdir())
+        stamp = folder.stat().st_mtime_ns  # a new label file changes it: read again
     except OSError:
         return []
-    out = []
-    for path in paths:
-        try:
-            label = path.read_text()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if label.startswith(prefix) and path.name == _context_key(label):
-            out.append(label)
-    return sorted(out)
+    memo = _LABELS.get(folder)
+    if memo is None or memo[0] != stamp:
+        labels = []
+        for path in folder.iterdir():
+            try:
+                label = path.read_text()
+            except (OSError, UnicodeDecodeError):
+                continue
+            if path.name == _context_key(label):
+                labels.append(label)
+        memo = _LABELS[folder] = (stamp, sorted(labels))
+    return [label for label in memo[1] if label.startswith(prefix)]
 
 
 def is_store_on() -> bool:
@@ -196,6 +200,7 @@ def _save(path: Path, compiled) -> None:
         return
 
 
+_LABELS: dict = {}  # labels folder -> (its mtime, the labels valid here): read once per change
 _PROGRAMS: dict = {}  # signature -> executable: this process's programs (as jit's own cache)
 _BUSY: dict = {}  # signature -> Event set when the thread loading or compiling it is done
 _LOCK = threading.Lock()
