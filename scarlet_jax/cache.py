@@ -36,7 +36,7 @@ import threading
 from pathlib import Path
 
 __all__ = ["CACHE_ENV", "OFF", "cache_dir", "enable_compilation_cache", "compiled_program",
-           "program_key", "is_stored", "is_store_on"]
+           "program_key", "is_stored", "stored_labels", "is_store_on"]
 
 CACHE_ENV = "SCARLET_JAX_CACHE"
 OFF = ("off", "0", "none", "false", "no")
@@ -127,6 +127,31 @@ def is_stored(label: str) -> bool:
     return path is not None and path.exists()
 
 
+def stored_labels(prefix: str = "") -> list[str]:
+    """The labels starting with ``prefix`` of the programs in the store for this backend and
+    package source (each :func:`is_stored`), sorted; [] with the cache off."""
+    store = _store_dir()
+    if store is None:
+        return []
+    folder = store / "labels"
+    try:
+        stamp = folder.stat().st_mtime_ns  # a new label file changes it: read again
+    except OSError:
+        return []
+    memo = _LABELS.get(folder)
+    if memo is None or memo[0] != stamp:
+        labels = []
+        for path in folder.iterdir():
+            try:
+                label = path.read_text()
+            except (OSError, UnicodeDecodeError):
+                continue
+            if path.name == _context_key(label):
+                labels.append(label)
+        memo = _LABELS[folder] = (stamp, sorted(labels))
+    return [label for label in memo[1] if label.startswith(prefix)]
+
+
 def is_store_on() -> bool:
     """Whether :func:`compiled_program` uses the executable store (the cache is on)."""
     return _store_dir() is not None
@@ -175,6 +200,7 @@ def _save(path: Path, compiled) -> None:
         return
 
 
+_LABELS: dict = {}  # labels folder -> (its mtime, the labels valid here): read once per change
 _PROGRAMS: dict = {}  # signature -> executable: this process's programs (as jit's own cache)
 _BUSY: dict = {}  # signature -> Event set when the thread loading or compiling it is done
 _LOCK = threading.Lock()

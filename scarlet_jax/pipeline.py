@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import packing
 from .buckets import bucket_canvas
-from .cache import enable_compilation_cache, is_store_on, is_stored
+from .cache import enable_compilation_cache, is_store_on
 from .centers import validate_centers
 from .components import PackedBlend
 from .detect import detect
@@ -39,7 +39,7 @@ from .options import Options, resolve_options
 from .packing import bucket_key, pack_blend
 from .plan import COST_ESTIMATES, MERGE_RATIO, WINDOW, Plan, Planner, lanes_for, make_plan
 from .result import DeblendResult
-from .scheduler import LaneRun, block_label, prepare_solo
+from .scheduler import LaneRun, prepare_solo, stored_blocks
 from .spectra import refit_spectra
 
 __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
@@ -52,23 +52,24 @@ __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
 _CPU_LANES = 1
 #: Blends in the first planning window (:func:`_windows`).
 FIRST_WINDOW = 16
+#: Threads that load or compile buckets' programs ahead of the fit (one-lane buckets). Two
+#: measured no faster on the 2-core machine under load (benchmarks/RESULTS.md, wt11h).
+PREPARE_THREADS = 1
 _ACCELERATOR_LANES = 256
 
 
 def make_planner(merge_ratio: float, opts: Options, max_lanes: int, devices: int,
                  compile_trade: bool = True) -> Planner:
     """The :class:`~scarlet_jax.plan.Planner` of a run: the merge rule, and the compile
-    trade with this backend's estimates (a bucket whose one-lane block program is in the
-    executable store costs no compile)."""
+    trade with this backend's estimates; the buckets whose one-lane block program is in the
+    executable store are its ``stored`` keys."""
     if not compile_trade:
         return Planner(merge_ratio)
     platform = jax.local_devices()[0].platform
     cost = COST_ESTIMATES.get(platform, COST_ESTIMATES["gpu"])
     cost = dataclasses.replace(cost, iterations=min(cost.iterations, opts.config.max_iter))
-    stored = None
-    if max_lanes == 1 and devices == 1:  # the programs the executable store holds
-        def stored(key):
-            return is_stored(block_label(key, opts.config))
+    # the programs the executable store holds (one-lane buckets), as the run starts
+    stored = stored_blocks(opts.config) if max_lanes == 1 and devices == 1 else ()
     return Planner(merge_ratio, cost, stored)
 
 
@@ -297,7 +298,7 @@ class _Prep(threading.Thread):
         # holding its blends back until they are ready (the main thread never waits on a
         # compile while other buckets could fit)
         self.ahead = ahead
-        self.warmer = ThreadPoolExecutor(max_workers=1) if ahead else None
+        self.warmer = ThreadPoolExecutor(max_workers=PREPARE_THREADS) if ahead else None
         self.held: dict = {}  # bucket -> jobs waiting for its programs (None: ready)
         self.lock = threading.Lock()
 

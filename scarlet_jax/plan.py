@@ -30,10 +30,8 @@ fit on a CPU), so a second rule trades padding against compiles:
     where ``iterations`` is the expected iterations of a blend (:data:`EXPECTED_ITERATIONS`,
     at most ``max_iter``), ``pixel_seconds`` the time of one pixel-iteration and
     ``compile_seconds`` the time to trace, lower and compile a block program on the backend
-    (:data:`COST_ESTIMATES`); a natural bucket whose program is already stored (the
-    executable store of :mod:`scarlet_jax.cache`) costs nothing to compile, so it never
-    folds. Once its folded padding would pass ``compile_seconds``, the natural bucket
-    opens, and its later blends run there.
+    (:data:`COST_ESTIMATES`). Once its folded padding would pass ``compile_seconds``, the
+    natural bucket opens, and its later blends run there.
 
 Blends are assigned in input order (the first blend of a kind opens its bucket), so a
 plan is deterministic; a bucket's lanes are ``min(max_lanes, next power of two >= its
@@ -54,22 +52,34 @@ the compile trade):
       holds the other): ``compile(merged) + padding(merged) - both compiles and paddings``;
 
 where ``padding`` sums ``(pixel_work(bucket) - pixel_work(natural)) * iterations *
-pixel_seconds`` over the cluster's blends and ``compile`` is ``compile_seconds`` (0 for a
-stored program). A merge is never made when a blend's pixel work in the merged bucket
-would pass :data:`MAX_PADDING` times its own (the bound on any blend's padding), nor when
-the merged layout has more than :data:`MAX_MERGED_CLASSES` size classes.
+pixel_seconds`` over the cluster's blends and ``compile`` is ``compile_seconds``. A merge is
+never made when a blend's pixel work in the merged bucket would pass :data:`MAX_PADDING`
+times its own (the bound on any blend's padding), nor when the merged layout has more than
+:data:`MAX_MERGED_CLASSES` size classes.
+
+Stored programs (the executable store of :mod:`scarlet_jax.cache`; ``stored`` of
+:class:`Planner`, a snapshot of the store taken when the run starts). A blend that no existing
+bucket takes by the merge rule runs in the smallest stored bucket of its image that holds it
+with pixel work at most :data:`MAX_PADDING` times its own, before any compile trade or
+window merge; only the blends left are planned by the rules above, which never look at the
+store. So a process whose store holds the buckets of an earlier plan of the same blends
+compiles no block program: each blend has its earlier bucket (stored, within the bound)
+to go to, and the merges that would make unstored layouts see no blend left. (A planner
+that priced stored programs at 0 compile seconds inside the merges planned the windows
+differently once everything was stored, and opened buckets nobody had stored.)
 
 A blend whose components outgrow their classes during the fit gets a new layout
 (:func:`~scarlet_jax.packing.regrow`); it runs in the smallest bucket of its image that
 holds that layout with pixel work at most :data:`MAX_PADDING` times the layout's own
-(:meth:`Planner.regrown`), else its layout opens a bucket that later regrown blends may join.
+(:meth:`Planner.regrown`), else in such a stored bucket, else its layout opens a bucket that
+later regrown blends may join.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Collection
 
 from .buckets import classes_hold, merge_classes
 from .components import BucketKey
@@ -158,15 +168,15 @@ class Planner:
     Args:
       merge_ratio: the merge rule's bound on pixel work.
       cost: the compile trade's estimates; None: no compile trade (only the merge rule).
-      is_stored: ``is_stored(natural)`` is True when the block program of bucket
-        ``natural`` needs no compile (it is in the executable store).
+      stored: bucket keys whose block program needs no compile (in the executable store):
+        a blend the merge rule leaves runs in the smallest of them that holds it within
+        ``max_padding`` (module docstring).
       max_padding: the window rule's bound on a blend's pixel work in its bucket, over its
         own (:meth:`assign_window`).
     """
 
     def __init__(self, merge_ratio: float = MERGE_RATIO, cost: CompileCost | None = None,
-                 is_stored: Callable[[BucketKey], bool] | None = None,
-                 max_padding: float = MAX_PADDING):
+                 stored: Collection[BucketKey] = (), max_padding: float = MAX_PADDING):
         if not merge_ratio >= 1:
             raise ValueError(f"merge_ratio must be >= 1, got {merge_ratio}")
         if not max_padding >= merge_ratio:
@@ -174,19 +184,30 @@ class Planner:
         self.merge_ratio = float(merge_ratio)
         self.max_padding = float(max_padding)
         self.cost = cost
-        self.is_stored = is_stored
+        self.stored = frozenset(stored)
         self.buckets: list[BucketKey] = []
         self.members: dict[BucketKey, list[BucketKey]] = {}
         self.folded: dict[BucketKey, float] = {}  # natural -> padding seconds folded so far
         self.folds = 0  # blends placed by the compile trade
         self._lock = threading.Lock()
 
-    def _smallest_holder(self, key: BucketKey, ratio: float) -> BucketKey | None:
-        """The smallest existing bucket that holds ``key`` with pixel work at most ``ratio``
-        times ``key``'s, or None."""
-        fits = [k for k in self.buckets
+    def _smallest_holder(self, key: BucketKey, ratio: float,
+                         among=None) -> BucketKey | None:
+        """The smallest bucket of ``among`` (default: the existing buckets) that holds
+        ``key`` with pixel work at most ``ratio`` times ``key``'s, or None."""
+        fits = [k for k in (self.buckets if among is None else among)
                 if _holds(k, key) and pixel_work(k) <= ratio * pixel_work(key)]
         return min(fits, key=pixel_work) if fits else None
+
+    def _held(self, natural: BucketKey) -> BucketKey | None:
+        """The bucket a blend goes to before any compile trade: an existing one by the merge
+        rule, else the smallest stored one within ``max_padding``; None: neither."""
+        key = self._smallest_holder(natural, self.merge_ratio)
+        if key is None and natural in self.stored:
+            key = natural
+        if key is None:
+            key = self._smallest_holder(natural, self.max_padding, sorted(self.stored))
+        return key
 
     def _fold(self, natural: BucketKey) -> BucketKey | None:
         """The bucket the compile trade puts ``natural`` in, or None (open its own)."""
@@ -195,8 +216,6 @@ class Planner:
         holders = [k for k in self.buckets if _holds(k, natural)]
         if not holders:
             return None
-        if self.is_stored is not None and self.is_stored(natural):
-            return None
         bucket = min(holders, key=pixel_work)
         spent = self.folded.get(natural, 0.0) + self.cost.padding_seconds(bucket, natural)
         if spent > self.cost.compile_seconds:
@@ -204,41 +223,46 @@ class Planner:
         self.folded[natural] = spent
         return bucket
 
+    def _add(self, key: BucketKey, natural: BucketKey) -> None:
+        """Record a blend of natural bucket ``natural`` in bucket ``key`` (opened if new)."""
+        if key not in self.members:
+            self.buckets.append(key)
+            self.members[key] = []
+        if pixel_work(key) > self.merge_ratio * pixel_work(natural):
+            self.folds += 1
+        self.members[key].append(natural)
+
     def assign(self, natural: BucketKey) -> BucketKey:
         """The bucket a blend of natural bucket ``natural`` runs in (opening it if new)."""
         with self._lock:
-            shared = self._smallest_holder(natural, self.merge_ratio)
-            key = shared if shared is not None else self._fold(natural)
+            key = self._held(natural)
+            if key is None:
+                key = self._fold(natural)
             if key is None:
                 key = natural
-                self.buckets.append(key)
-                self.members[key] = []
-            elif shared is None:
-                self.folds += 1
-            self.members[key].append(natural)
+            self._add(key, natural)
             return key
 
     def regrown(self, key: BucketKey) -> BucketKey:
         """The bucket a blend moved to the new layout ``key`` during its fit runs in: the
         smallest bucket of its image that holds ``key`` with pixel work at most
-        ``max_padding`` times ``key``'s (no new program), else ``key``, which opens a bucket
-        (later regrown blends may join it). Without a compile trade: ``key``."""
+        ``max_padding`` times ``key``'s (no new program), else such a stored bucket (no
+        compile), else ``key``, which opens a bucket (later regrown blends may join it).
+        Without a compile trade: ``key``."""
         if self.cost is None:
             return key
         with self._lock:
             holder = self._smallest_holder(key, self.max_padding)
+            if holder is None and key not in self.stored:
+                holder = self._smallest_holder(key, self.max_padding, sorted(self.stored))
             if holder is not None:
-                return holder
-            self.buckets.append(key)
-            self.members[key] = []
+                key = holder
+            if key not in self.members:
+                self.buckets.append(key)
+                self.members[key] = []
             return key
 
     # ------------------------------------------------------------------ window rule
-
-    def _compile(self, key: BucketKey) -> float:
-        if self.is_stored is not None and self.is_stored(key):
-            return 0.0
-        return self.cost.compile_seconds
 
     def _padding(self, key: BucketKey, naturals) -> float:
         return sum(self.cost.padding_seconds(key, n) for n in naturals)
@@ -267,8 +291,8 @@ class Planner:
         with self._lock:
             out: list[BucketKey | None] = [None] * len(naturals)
             clusters: dict[BucketKey, list[int]] = {}  # cluster key -> window indices
-            for i, natural in enumerate(naturals):  # the merge rule first
-                out[i] = self._smallest_holder(natural, self.merge_ratio)
+            for i, natural in enumerate(naturals):  # the merge rule and stored buckets first
+                out[i] = self._held(natural)
                 if out[i] is None:
                     clusters.setdefault(natural, []).append(i)
             existing = list(self.buckets)
@@ -280,7 +304,7 @@ class Planner:
                 return merged[a, b]
 
             def cost(key, members, own=True):
-                return (self._compile(key) if own else 0.0) + self._padding(
+                return (self.cost.compile_seconds if own else 0.0) + self._padding(
                     key, [naturals[i] for i in members])
 
             while True:
@@ -315,12 +339,7 @@ class Planner:
                 for i in members:
                     out[i] = key
             for i, key in enumerate(out):
-                if key not in self.members:
-                    self.buckets.append(key)
-                    self.members[key] = []
-                if pixel_work(key) > self.merge_ratio * pixel_work(naturals[i]):
-                    self.folds += 1
-                self.members[key].append(naturals[i])
+                self._add(key, naturals[i])
             return out
 
 
@@ -391,8 +410,10 @@ class Plan:
                      f"else, a window of up to {self.window} blends at once, merge buckets "
                      "while that lowers compiles + padding: sum(extra pixel work) x "
                      f"{self.cost.iterations} iterations x {self.cost.pixel_seconds:.2g} s "
-                     f"against {self.cost.compile_seconds:g} s per program (stored programs "
-                     f"cost 0), each blend's pixel work <= {self.max_padding:g}x its own; "
+                     f"against {self.cost.compile_seconds:g} s per program, each blend's "
+                     f"pixel work <= {self.max_padding:g}x its own (a blend held by a "
+                     "stored program within that bound runs there first, and the merges "
+                     "never look at the store); "
                      f"{self.folds} blends folded; a blend regrown during its fit joins "
                      f"a bucket holding its new layout (pixel work <= {self.max_padding:g}x)"
                      if self.cost is not None else "no compile trade"),
@@ -431,7 +452,7 @@ def make_plan(planner: Planner, n_items: int, errors: dict, max_lanes: int, n_de
         lanes = lanes_for(len(naturals), max_lanes, n_devices,
                           cap=max(memory_limit // per_lane, 1), min_lanes=min_lanes)
         padding = sum(pixel_work(key) / pixel_work(n) for n in naturals) / len(naturals)
-        stored = bool(planner.is_stored(key)) if planner.is_stored is not None else False
+        stored = key in planner.stored
         buckets.append(PlannedBucket(key, len(naturals), lanes, padding, per_lane, stored))
     return Plan(tuple(buckets), n_items, len(errors), dict(errors), planner.merge_ratio, block,
                 planner.cost, planner.folds, planner.max_padding, window)

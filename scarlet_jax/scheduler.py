@@ -22,6 +22,7 @@ programs come from the executable store (:func:`~scarlet_jax.cache.compiled_prog
 
 from __future__ import annotations
 
+import ast
 import functools
 from collections import deque
 
@@ -29,16 +30,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .cache import compiled_program
+from .cache import compiled_program, stored_labels
+from .components import BucketKey
 from .fit import FitConfig, FitParams, finish_state, init_state, run_block
 
 __all__ = ["advance", "advance_one", "write_lane", "read_lane", "start_state", "LaneRun",
-           "block_label", "prepare_solo"]
+           "block_label", "stored_blocks", "prepare_solo"]
 
 
 def block_label(key, config: FitConfig) -> str:
     """The executable store's label of bucket ``key``'s one-lane block program."""
-    return f"advance_one {key!r} {config!r}"
+    return f"advance_one {tuple(key)!r} {config!r}"
+
+
+def stored_blocks(config: FitConfig) -> list[BucketKey]:
+    """The buckets whose one-lane block program for ``config`` is in the executable store
+    (the labels of :func:`block_label`, read back)."""
+    head, tail = "advance_one ", f" {config!r}"
+    out = []
+    for label in stored_labels(head):
+        if label.endswith(tail):
+            try:
+                out.append(BucketKey(*ast.literal_eval(label[len(head):-len(tail)])))
+            except (ValueError, SyntaxError, TypeError):  # not a key: skip it
+                continue
+    return out
 
 
 @functools.partial(jax.jit, static_argnames="config", donate_argnums=(2,))

@@ -63,17 +63,18 @@ def test_compile_trade_folds_a_small_bucket_until_its_padding_costs_a_compile():
     assert [planner.assign(small) for _ in range(4)] == [big, big, small, small]
     assert planner.folds == 2 and planner.buckets == [big, small]
     assert planner.assign(_key(15, 4, canvas=(64, 64), fft=(96, 96))) != big  # other image
-    stored = Planner(1.25, cost, is_stored=lambda key: key == small)
-    stored.assign(big)
-    assert stored.assign(small) == small  # a stored program costs no compile: never folds
+    # a stored bucket holding a blend within max_padding takes it (no compile)
+    stored = Planner(1.25, cost, stored=[big])
+    assert stored.assign(small) == big and stored.buckets == [big]
+    assert Planner(1.25, cost, stored=[big, small]).assign(small) == small
     assert Planner(1.25).assign(big) == big and Planner(1.25).folds == 0
 
 
 def test_window_rule_merges_kinds_that_blend_by_blend_open_two_buckets():
     """Neither of two kinds holds the other: blend by blend each opens a bucket; planned
     together they share the smallest layout holding both, while that saves a compile and no
-    blend's pixel work passes ``max_padding`` times its own; stored programs cost nothing
-    to compile, so two stored kinds stay apart."""
+    blend's pixel work passes ``max_padding`` times its own. A blend a stored bucket holds
+    within that bound runs there first."""
     from scarlet_jax.plan import CompileCost
 
     cost = CompileCost(compile_seconds=6.0, pixel_seconds=2.7e-8, iterations=30)
@@ -92,12 +93,74 @@ def test_window_rule_merges_kinds_that_blend_by_blend_open_two_buckets():
     # the bound: a blend whose pixel work would pass max_padding x its own stays apart
     tight = Planner(1.25, cost, max_padding=1.25)
     assert tight.assign_window([a, b]) == [a, b]
-    stored = Planner(1.25, cost, is_stored=lambda key: key in (a, b))
-    assert stored.assign_window([a, b]) == [a, b]
+    # stored programs first: each blend in the smallest stored bucket holding it within
+    # max_padding, before any merge (so no unstored layout is made)
+    assert Planner(1.25, cost, stored=[a, b]).assign_window([a, b, a, b]) == [a, b, a, b]
+    wide = BucketKey(5, (48, 48), ((21, 21, 13),), (80, 80))
+    assert Planner(1.25, cost, stored=[wide, _key(21, 16)]).assign_window([a, b]) == [wide] * 2
+    assert Planner(1.25, cost, stored=[_key(41, 16)]).assign_window([a, b]) == [both] * 2
     # no compile trade: blend by blend
     assert Planner(1.25).assign_window([a, b]) == [a, b]
     with pytest.raises(ValueError, match="max_padding"):
         Planner(1.25, max_padding=1.1)
+
+
+def test_a_warm_store_gives_no_bucket_that_is_not_stored():
+    """The same blends planned with an empty store, then with every bucket of that plan
+    stored (a fresh process with a warm cache): no bucket outside the stored set (a planner
+    that priced stored programs at 0 inside its merges opened 1 unstored bucket of 10 here),
+    and no blend padded past the bound."""
+    from scarlet_jax.pipeline import _windows
+    from scarlet_jax.plan import COST_ESTIMATES, MAX_PADDING
+
+    shapes = [(48, 48), (64, 64), (64, 64), (80, 80), (64, 96)]  # bench_batch's mixed set
+    blends = sj.datasets.synthetic_blends(24, seed=7, shape=shapes, n_sources=(2, 6),
+                                          flux_range=(100.0, 20000.0))
+    opts = resolve_options(max_iter=300)
+    jobs = [job for window in _windows(blends, opts, 1 << 62, Planner(), RunStats())
+            for job in window]
+    assert all(not isinstance(job, tuple) for job in jobs)  # initialised once, reused
+
+    def planned(stored):
+        planner = Planner(1.25, COST_ESTIMATES["cpu"], stored)
+        windows = (jobs[:16], jobs[16:])  # _windows' first two windows
+        return [k for w in windows for k in planner.assign_window([j.natural for j in w])]
+
+    def bounded(keys):
+        return all(pixel_work(k) <= MAX_PADDING * pixel_work(j.natural)
+                   for k, j in zip(keys, jobs, strict=True))
+
+    empty = planned(())
+    assert len(set(empty)) < len({j.natural for j in jobs})  # the plan merges buckets
+    warm = planned(set(empty))
+    assert set(warm) <= set(empty) and bounded(warm)
+    assert planned(set(warm)) == warm  # and from then on the same plan
+    # stored buckets of another plan, a slot larger in every class: most blends run there
+    wider = {k._replace(classes=tuple((h, w, n + 1) for h, w, n in k.classes)) for k in empty}
+    other = planned(wider)
+    assert sum(k in wider for k in other) > len(other) / 2 and bounded(other)
+
+
+def test_stored_block_programs_are_read_back_as_bucket_keys(tmp_path, monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from scarlet_jax import cache
+    from scarlet_jax.scheduler import block_label, stored_blocks
+
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
+    config = resolve_options(max_iter=7).config
+    key = _key(21, 8)
+    assert stored_blocks(config) == []
+    cache.compiled_program(jax.jit(lambda x: x + 1), (jnp.zeros(3),), {},
+                           label=block_label(key, config))
+    assert stored_blocks(config) == [key]
+    assert stored_blocks(resolve_options(max_iter=8).config) == []  # another config's
+    (tmp_path / os.path.basename(cache.cache_dir()) / "executables" / "labels" / "x").write_text(
+        "advance_one junk")  # a stray file: skipped
+    assert stored_blocks(config) == [key]
+    monkeypatch.setenv(cache.CACHE_ENV, "off")
+    assert stored_blocks(config) == []
 
 
 def test_plan_prints_its_rules_and_programs():
@@ -105,7 +168,7 @@ def test_plan_prints_its_rules_and_programs():
                                           n_bands=3, psf_size=11, edge_margin=6)
     the_plan = sj.plan([(b.observation, b.centers) for b in blends], max_lanes=1, devices=1)
     text = str(the_plan)
-    assert "<= 1.25x a blend's own" in text and "per program (stored programs cost 0)" in text
+    assert "<= 1.25x a blend's own" in text and "runs there first" in text
     assert f"programs to compile: {len(the_plan.buckets)} block programs" in text
     assert sum(b.n_blends for b in the_plan.buckets) == 3
 
