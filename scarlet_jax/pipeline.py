@@ -4,9 +4,10 @@
 
 :func:`run` does it for any number of blends; :func:`~scarlet_jax.deblend` is ``run`` of
 one blend in one lane and :func:`~scarlet_jax.deblend_batch` is ``run`` of many. A thread
-validates, initialises and packs blends ahead of the device (a bounded queue); the main
-thread keeps every bucket's lanes busy (:mod:`scarlet_jax.scheduler`); a second thread
-fetches and unpacks finished blends, and moves a blend whose box outgrew its slot to the
+validates, initialises and packs blends ahead of the device (a bounded queue); the streams
+(:class:`_Streams`: the caller's thread, and on a CPU one more thread per further core) keep
+the lanes busy (:mod:`scarlet_jax.scheduler`); another thread fetches and unpacks finished
+blends, and moves a blend whose box outgrew its slot to the
 bucket with the next box size (:func:`regrow`), with its state, without leaving the batch.
 """
 
@@ -246,9 +247,10 @@ class RunStats:
 
     Attributes:
       wall: seconds of the whole run.
-      device_wait: seconds the main thread waited for the device (block flags): the
-        device was busy then.
-      host_wait: seconds the main thread waited for prepared blends with no lane busy.
+      device_wait: seconds the streams waited for the device (block flags), summed over
+        streams: the device was busy then.
+      host_wait: seconds a stream waited for prepared blends with no lane busy (the mean
+        over streams).
       blocks: blocks dispatched, over all buckets.
       lane_blocks: lanes x blocks dispatched; busy_lane_blocks: those that held a blend.
       buckets: bucket keys run (including those opened by regrowth) -> lanes.
