@@ -16,6 +16,7 @@ plan's padding, the device-busy fraction and how many blends/s the host side pre
   python benchmarks/bench_batch.py                       # CPU: batch sizes 1..64
   python benchmarks/bench_batch.py --sizes 1 8 64 256 1024 --out benchmarks/results
   python benchmarks/bench_batch.py --mixed --n 50        # the mixed set
+  python benchmarks/bench_batch.py --mixed --warm-only --repeats 5   # its warm figures only
   python benchmarks/bench_batch.py --large --iters 100   # one 400x400 blend, 50 sources
 """
 
@@ -238,25 +239,38 @@ def mixed_main(args):
     per_program = log.per_program()
     advance_compiles = len(per_program.get("advance", [])) + len(
         per_program.get("advance_one", []))
-    batch_s, stats = [], None
-    for _ in range(args.repeats):
-        stats = RunStats()
-        t0 = time.perf_counter()
-        run(items, opts, stats=stats)
-        batch_s.append(time.perf_counter() - t0)
     for item in items:  # compile every single-blend program
         sj.deblend(*item, max_iter=args.iters)
-    loop_s = []
+    for streams in (None, 1):  # the warm plan: once the loop's programs are stored too
+        run(items, opts, streams=streams)
+    # interleaved, best of each (the machine is shared): the loop of deblend, deblend_batch
+    # (default streams) and deblend_batch with one stream
+    load_start = os.getloadavg()[0]
+    loop_s, batch_s, one_s, cpu = [], [], [], dict(loop=[], batch=[], one=[])
+    stats = None
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for item in items:
             sj.deblend(*item, max_iter=args.iters)
         loop_s.append(time.perf_counter() - t0)
-    warm_batch, warm_loop = min(batch_s), min(loop_s)
+        cpu["loop"].append(time.process_time() - c0)
+        for name, streams, times in (("batch", None, batch_s), ("one", 1, one_s)):
+            st = RunStats()
+            t0, c0 = time.perf_counter(), time.process_time()
+            run(items, opts, stats=st, streams=streams)
+            times.append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+            if name == "batch":
+                stats = st
+    load_end = os.getloadavg()[0]
+    warm_batch, warm_loop, warm_one = min(batch_s), min(loop_s), min(one_s)
 
-    with tempfile.TemporaryDirectory() as cache:
-        empty = fresh(args, cache)
-        warm_cache = fresh(args, cache)
+    if args.warm_only:
+        empty = warm_cache = None
+    else:
+        with tempfile.TemporaryDirectory() as cache:
+            empty = fresh(args, cache)
+            warm_cache = fresh(args, cache)
 
     iters = [r.n_iter for r in sj.deblend_batch(items, max_iter=args.iters)]
     rec = dict(
@@ -265,24 +279,38 @@ def mixed_main(args):
         buckets=len(plan.buckets), lanes=[b.lanes for b in plan.buckets],
         pixel_padding=plan.padding, lane_padding=plan.lane_padding,
         warm_batch_s=warm_batch, warm_loop_s=warm_loop, speedup=warm_loop / warm_batch,
+        streams=stats.streams, warm_batch_one_stream_s=warm_one,
+        speedup_one_stream=warm_loop / warm_one, warm_runs_s=dict(
+            loop=loop_s, batch=batch_s, one_stream=one_s), warm_cpu_s=cpu,
+        load_average=[load_start, load_end], buckets_warm=len(stats.buckets),
         first_batch_in_process_s=first, advance_compiles=advance_compiles,
         compile_s_per_program={k: [round(v, 3) for v in vs] for k, vs in per_program.items()},
         fresh_empty_cache=empty, fresh_warm_cache=warm_cache,
-        fresh_empty_compile_fraction=empty["compile"] / empty["total"],
-        fresh_empty_trace_lower_compile_fraction=(
-            empty["compile"] + empty["trace"] + empty["lower"]) / empty["total"],
-        fresh_warm_over_warm=warm_cache["total"] / warm_batch,
         device_busy=stats.device_busy, lane_occupancy=stats.lane_occupancy,
         device_wait_s=stats.device_wait, host_wait_s=stats.host_wait,
         host_prep_blends_per_s=host_rate, regrown=stats.regrown,
         lane_iterations=stats.lane_blocks * opts["block"], blend_iterations=int(sum(iters)),
     )
+    if empty is not None:
+        rec.update(
+            fresh_empty_compile_fraction=empty["compile"] / empty["total"],
+            fresh_empty_trace_lower_compile_fraction=(
+                empty["compile"] + empty["trace"] + empty["lower"]) / empty["total"],
+            fresh_warm_over_warm=warm_cache["total"] / warm_batch)
     print(f"\nmixed set: {len(items)} blends, shapes {sorted(set(MIXED_SHAPES))}, 2-6 sources, "
           f"max_iter {args.iters} (iterations median {rec['iterations']['median']:.0f}, max "
           f"{rec['iterations']['max']})")
-    print(f"  warm deblend_batch        {warm_batch:8.2f} s")
-    print(f"  warm loop of deblend      {warm_loop:8.2f} s   (batch {rec['speedup']:.2f}x faster)")
+    print(f"  warm deblend_batch        {warm_batch:8.2f} s   ({stats.streams} streams; "
+          f"{len(stats.buckets)} buckets once every program is stored)")
+    print(f"  warm, one stream          {warm_one:8.2f} s")
+    print(f"  warm loop of deblend      {warm_loop:8.2f} s   (batch {rec['speedup']:.2f}x faster; "
+          f"one stream {rec['speedup_one_stream']:.2f}x)")
+    print(f"  warm CPU seconds (best)   loop {min(cpu['loop']):.2f}, batch "
+          f"{min(cpu['batch']):.2f}, one stream {min(cpu['one']):.2f}; load average "
+          f"{load_start:.1f} -> {load_end:.1f}")
     for name, f in (("empty", empty), ("warm", warm_cache)):
+        if f is None:
+            continue
         print(f"  fresh, {name} cache {'' if name == 'warm' else ' '}       {f['total']:8.2f} s   "
               f"(XLA compile {f['compile']:.2f} s = {f['compile'] / f['total']:.0%}, tracing "
               f"{f['trace']:.2f} s, lowering {f['lower']:.2f} s; {f['compiles']} programs "
@@ -290,13 +318,14 @@ def mixed_main(args):
               f"executables loaded in {f['load_seconds']:.2f} s; {f['buckets_run']} buckets "
               f"run, {f['regrown']} blends regrown; the fit waited {f['wait_for_programs']:.2f} s "
               "for programs and prepared blends)")
-    print(f"  fresh warm / warm         {rec['fresh_warm_over_warm']:.2f}x; fresh empty: "
-          f"compile share {rec['fresh_empty_compile_fraction']:.0%} (with tracing and "
-          f"lowering {rec['fresh_empty_trace_lower_compile_fraction']:.0%}; summed over "
-          "threads)")
-    print("  fresh, empty cache, XLA compile per program (s): " + ", ".join(
-        f"{k} {np.mean(v):.2f} x{len(v)}" for k, v in sorted(
-            empty["compile_per_program"].items(), key=lambda kv: -sum(kv[1]))[:8]))
+    if empty is not None:
+        print(f"  fresh warm / warm         {rec['fresh_warm_over_warm']:.2f}x; fresh empty: "
+              f"compile share {rec['fresh_empty_compile_fraction']:.0%} (with tracing and "
+              f"lowering {rec['fresh_empty_trace_lower_compile_fraction']:.0%}; summed over "
+              "threads)")
+        print("  fresh, empty cache, XLA compile per program (s): " + ", ".join(
+            f"{k} {np.mean(v):.2f} x{len(v)}" for k, v in sorted(
+                empty["compile_per_program"].items(), key=lambda kv: -sum(kv[1]))[:8]))
     print(f"  block programs compiled   {advance_compiles} for {len(plan.buckets)} planned "
           f"buckets; per program (s): " + ", ".join(
               f"{k} {np.mean(v):.2f} x{len(v)}" for k, v in per_program.items()
@@ -306,9 +335,10 @@ def mixed_main(args):
     print(f"  device busy               {stats.device_busy:.0%} (host waited "
           f"{stats.host_wait:.2f} s for prepared blends)")
     print(f"  host prep alone           {host_rate:8.1f} blends/s")
-    print(f"  device work               {rec['lane_iterations']} lane-iterations for "
+    print(f"  device work               {rec['lane_iterations']} lane-iterations dispatched for "
           f"{rec['blend_iterations']} blend iterations "
-          f"({rec['lane_iterations'] / rec['blend_iterations']:.2f}x)")
+          f"({rec['lane_iterations'] / rec['blend_iterations']:.2f}x; a one-lane block leaves "
+          "once its blend stops)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"batch_mixed_{jax.default_backend()}.json"
@@ -367,6 +397,8 @@ def main():
     parser.add_argument("--mixed", action="store_true", help="the mixed, survey-like set")
     parser.add_argument("--n", type=int, default=50, help="blends in the mixed set")
     parser.add_argument("--large", action="store_true", help="one 400x400 blend, 50 sources")
+    parser.add_argument("--warm-only", action="store_true",
+                        help="mixed set: only the warm figures (no fresh processes)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -4,9 +4,10 @@
 
 :func:`run` does it for any number of blends; :func:`~scarlet_jax.deblend` is ``run`` of
 one blend in one lane and :func:`~scarlet_jax.deblend_batch` is ``run`` of many. A thread
-validates, initialises and packs blends ahead of the device (a bounded queue); the main
-thread keeps every bucket's lanes busy (:mod:`scarlet_jax.scheduler`); a second thread
-fetches and unpacks finished blends, and moves a blend whose box outgrew its slot to the
+validates, initialises and packs blends ahead of the device (a bounded queue); the streams
+(:class:`_Streams`: the caller's thread, and on a CPU one more thread per further core) keep
+the lanes busy (:mod:`scarlet_jax.scheduler`); another thread fetches and unpacks finished
+blends, and moves a blend whose box outgrew its slot to the
 bucket with the next box size (:func:`regrow`), with its state, without leaving the batch.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import queue
 import threading
 import time
@@ -43,7 +45,7 @@ from .scheduler import LaneRun, prepare_solo, stored_blocks
 from .spectra import refit_spectra
 
 __all__ = ["prepare_blend", "regrow", "unpack_result", "run", "plan", "warmup",
-           "default_max_lanes", "RunStats"]
+           "default_max_lanes", "default_streams", "RunStats"]
 
 # Lanes of one bucket by default. On XLA:CPU a vmapped lane costs 2-2.7x a lone blend
 # (measured on a 64x64, 5-band, 8-slot bucket: 25 ms per block alone, 52-67 ms per lane
@@ -246,14 +248,16 @@ class RunStats:
 
     Attributes:
       wall: seconds of the whole run.
-      device_wait: seconds the main thread waited for the device (block flags): the
-        device was busy then.
-      host_wait: seconds the main thread waited for prepared blends with no lane busy.
+      device_wait: seconds the streams waited for the device (block flags), summed over
+        streams: the device was busy then.
+      host_wait: seconds a stream waited for prepared blends with no lane busy (the mean
+        over streams).
       blocks: blocks dispatched, over all buckets.
       lane_blocks: lanes x blocks dispatched; busy_lane_blocks: those that held a blend.
       buckets: bucket keys run (including those opened by regrowth) -> lanes.
       regrown: blends moved to a larger box during the fit.
       prep_seconds: seconds the host thread spent validating, initialising and packing.
+      streams: threads that dispatched block programs (:func:`default_streams`).
     """
 
     wall: float = 0.0
@@ -266,6 +270,7 @@ class RunStats:
     regrown: int = 0
     prep_seconds: float = 0.0
     n_prepared: int = 0
+    streams: int = 1
 
     @property
     def lane_occupancy(self) -> float:
@@ -395,10 +400,192 @@ def _windows(items, opts: Options, limit: int, planner: Planner, stats: RunStats
         yield out
 
 
+def default_streams(max_lanes: int, devices: int, n_items: int) -> int:
+    """Threads that dispatch block programs (:class:`_Streams`): with one-lane buckets on
+    a CPU, one per core the process may use (XLA:CPU runs the programs that one thread
+    dispatches one after another, each on one core, while two threads' programs run side
+    by side); else one."""
+    if max_lanes != 1 or devices != 1 or n_items < 2:
+        return 1
+    if jax.local_devices()[0].platform != "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, n_items))
+
+
+class _Streams:
+    """The device side of a :func:`run`: ``n`` streams (threads; stream 0 is the caller's),
+    each dispatching the blocks of its own :class:`~scarlet_jax.scheduler.LaneRun` s, fed
+    from one inbox of prepared blends.
+
+    With one stream a bucket is one run and the stream takes every message it can. With
+    several (one-lane buckets on a CPU: :func:`default_streams`), every blend is a run of
+    its own and a stream holds at most ``depth`` blends, so the streams share the work
+    blend by blend; a blend's result does not depend on the stream that fits it (the same
+    program on the same arrays).
+
+    A stream goes round its runs: it reads a run's flags (waiting for its oldest block
+    when ``ahead`` is 0), hands finished blends to the unpacking thread, and at once
+    dispatches the run's next block, so the blocks of its other runs queue meanwhile and
+    the core never waits for the host's bookkeeping.
+    """
+
+    def __init__(self, n, inbox, finish, helper, opts, max_lanes, devices, limit, sharding,
+                 ahead, stats, raise_errors, progress, results, depth: int = 2):
+        self.n, self.inbox, self.finish, self.helper = n, inbox, finish, helper
+        self.opts, self.max_lanes, self.devices = opts, max_lanes, devices
+        self.limit, self.sharding, self.ahead = limit, sharding, ahead
+        self.stats, self.raise_errors, self.progress = stats, raise_errors, progress
+        self.results = results
+        self.depth = depth if n > 1 else None  # None: no bound (one stream takes all)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.prep_done = False
+        self.regrowing = 0
+        self.futures: list = []
+        self.errors: list = []
+        self.skipped: list = []  # (index, error) of the blends that could not be fitted
+
+    def run(self) -> None:
+        """Run every stream to the end; re-raise the first error of any stream."""
+        threads = [threading.Thread(target=self._guarded, args=(i,), daemon=True)
+                   for i in range(1, self.n)]
+        for t in threads:
+            t.start()
+        self._guarded(0)
+        for t in threads:
+            t.join()
+        if self.errors:
+            raise self.errors[0]
+        for f in self.futures:
+            f.result()  # re-raise a host thread's error
+
+    def _guarded(self, index: int) -> None:
+        try:
+            self._loop()
+        except BaseException as err:  # noqa: BLE001 - stop every stream, raise in the caller
+            with self.lock:
+                self.errors.append(err)
+            self.stop.set()
+
+    def _finished(self) -> bool:
+        with self.lock:
+            return self.prep_done and self.regrowing == 0
+
+    def _take(self, msg, runs: dict) -> None:
+        """Handle one inbox message."""
+        if msg[0] == "crash":
+            raise msg[1]
+        if msg[0] == "end":
+            with self.lock:
+                self.prep_done = True
+            return
+        if msg[0] == "error":
+            _, i, obs, err = msg
+            if self.raise_errors:
+                raise err
+            with self.lock:
+                self.skipped.append((i, err))  # warned by the caller, in input order
+            self.results[i] = failed_result(obs, str(err), self.opts)
+            if self.progress is not None:
+                self.progress.update(1)
+            return
+        job = msg[1]
+        if msg[0] == "again":
+            with self.lock:
+                self.regrowing -= 1
+                self.stats.regrown += 1
+        key = job.packed.key
+        run_key = key if self.depth is None else (key, job.index)  # a run per blend
+        pending = runs.get(run_key)
+        if isinstance(pending, LaneRun):
+            pending.queue.append(job)
+        else:
+            runs[run_key] = (pending or []) + [job]
+
+    def _held(self, runs: dict) -> int:
+        """Blends a stream holds (queued or in lanes)."""
+        n = 0
+        for r in runs.values():
+            n += len(r) if isinstance(r, list) else len(r.queue) + sum(
+                j is not None for j in r.jobs)
+        return n
+
+    def _loop(self) -> None:
+        stats, opts = self.stats, self.opts
+        runs: dict = {}
+        blocks = lane_blocks = busy_lane_blocks = 0
+        device_wait = host_wait = 0.0
+        poll = None if self.n == 1 else 0.02  # several streams: "end" is seen by one
+        try:
+            while not self.stop.is_set():
+                busy = any(isinstance(r, LaneRun) and r.has_work for r in runs.values())
+                while self.depth is None or self._held(runs) < self.depth:
+                    # take what the host threads have ready; wait only when idle
+                    wait = not busy and not self._finished()
+                    t0 = time.perf_counter()
+                    try:
+                        msg = self.inbox.get(block=wait, timeout=poll if wait else None)
+                    except queue.Empty:
+                        break
+                    finally:
+                        if wait:
+                            host_wait += time.perf_counter() - t0
+                    self._take(msg, runs)
+                    busy = True  # check for more without waiting
+                # start the buckets whose lane count is known
+                for key, run_ in list(runs.items()):
+                    if isinstance(run_, list) and (len(run_) >= self.max_lanes or
+                                                   self.prep_done):
+                        bucket = run_[0].packed.key
+                        cap = max(self.limit // lane_bytes(bucket, opts.config.max_iter), 1)
+                        n_lanes = lanes_for(len(run_), self.max_lanes, self.devices, cap=cap)
+                        lane_run = LaneRun(bucket, n_lanes, opts.params, opts.config,
+                                           self.sharding, self.ahead)
+                        lane_run.queue.extend(run_)
+                        runs[key] = lane_run
+                        stats.buckets[bucket] = n_lanes
+                active = [r for r in runs.values() if isinstance(r, LaneRun) and r.has_work]
+                if not active:
+                    if self._finished() and not any(isinstance(r, list)
+                                                    for r in runs.values()):
+                        break
+                    continue
+                for r in active:
+                    if r.pending:
+                        t0 = time.perf_counter()
+                        done = r.retire()
+                        device_wait += time.perf_counter() - t0
+                        for job, needs_room, state in done:
+                            if needs_room:
+                                with self.lock:
+                                    self.regrowing += 1
+                            self.futures.append(self.helper.submit(self.finish, job,
+                                                                   needs_room, state))
+                    if r.has_work:
+                        r.refill()
+                        busy_lane_blocks += sum(j is not None for j in r.jobs)
+                        r.dispatch()
+                        blocks += 1
+                        lane_blocks += r.n_lanes
+                    elif self.depth is not None:  # a run per blend: the blend is done
+                        del runs[next(k for k, v in runs.items() if v is r)]
+        finally:
+            with self.lock:
+                stats.blocks += blocks
+                stats.lane_blocks += lane_blocks
+                stats.busy_lane_blocks += busy_lane_blocks
+                stats.device_wait += device_wait
+                stats.host_wait += host_wait / self.n
+
+
 def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
         raise_errors: bool = False, merge_ratio: float = MERGE_RATIO,
         compile_trade: bool = True, memory_limit_bytes=None, ahead: int | None = None,
-        progress=None,
+        streams: int | None = None, progress=None,
         stats: RunStats | None = None) -> list[DeblendResult]:
     """Deblend ``items`` (``(observation, centers)`` pairs or observations) in input order.
 
@@ -416,7 +603,9 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
       ahead: blocks kept in flight before the host reads a bucket's flags. Default 1 with
         several lanes (the device does not wait for the host between blocks; a finished
         lane idles one block), 0 with one lane (a lone lane would compute a whole block
-        past its blend's stop, and other buckets' blocks keep the device busy meanwhile).
+        past its blend's stop, and other blends' blocks keep the device busy meanwhile).
+      streams: threads dispatching block programs (default :func:`default_streams`: one
+        per CPU core with one-lane buckets, else one).
       progress: an object with ``update(n)`` called as blends finish.
       stats: a :class:`RunStats` to fill in.
     """
@@ -426,6 +615,8 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
     items = list(items)
     max_lanes = default_max_lanes() if max_lanes is None else int(max_lanes)
     ahead = (1 if max_lanes > 1 else 0) if ahead is None else int(ahead)
+    streams = default_streams(max_lanes, devices, len(items)) if streams is None else int(
+        streams)
     limit = memory_limit(memory_limit_bytes)
     planner = make_planner(merge_ratio, opts, max_lanes, devices, compile_trade)
     sharding = _sharding(devices)
@@ -438,10 +629,6 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
         prep.start()
     else:
         prep.run()
-    runs: dict = {}
-    futures = []
-    regrowing = 0
-    prep_done = False
     helper = ThreadPoolExecutor(max_workers=1)
 
     def finish(job, needs_room, state):
@@ -470,80 +657,16 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
             progress.update(1)
         return res
 
+    device = _Streams(streams, inbox, finish, helper, opts, max_lanes, devices, limit,
+                      sharding, ahead, stats, raise_errors, progress, results)
     try:
-        while True:
-            busy = any(isinstance(r, LaneRun) and r.has_work for r in runs.values())
-            while True:  # take what the host threads have ready; wait only when idle
-                wait = not busy and not (prep_done and regrowing == 0)
-                t0 = time.perf_counter()
-                try:
-                    msg = inbox.get(block=wait, timeout=None)
-                except queue.Empty:
-                    break
-                finally:
-                    if wait:
-                        stats.host_wait += time.perf_counter() - t0
-                if msg[0] == "crash":
-                    raise msg[1]
-                if msg[0] == "end":
-                    prep_done = True
-                elif msg[0] == "error":
-                    _, i, obs, err = msg
-                    if raise_errors:
-                        raise err
-                    warnings.warn(f"blend {i} skipped: {err}", stacklevel=3)
-                    results[i] = failed_result(obs, str(err), opts)
-                    if progress is not None:
-                        progress.update(1)
-                else:
-                    job = msg[1]
-                    if msg[0] == "again":
-                        regrowing -= 1
-                        stats.regrown += 1
-                    key = job.packed.key
-                    if key not in runs:
-                        runs[key] = None
-                    if runs[key] is None or isinstance(runs[key], list):
-                        runs[key] = (runs[key] or []) + [job]
-                    else:
-                        runs[key].queue.append(job)
-                busy = True  # check for more without waiting
-            # start the buckets whose lane count is known
-            for key, run_ in list(runs.items()):
-                if isinstance(run_, list) and (len(run_) >= max_lanes or prep_done):
-                    cap = max(limit // lane_bytes(key, opts.config.max_iter), 1)
-                    n_lanes = lanes_for(len(run_), max_lanes, devices, cap=cap)
-                    lane_run = LaneRun(key, n_lanes, opts.params, opts.config, sharding,
-                                       ahead)
-                    lane_run.queue.extend(run_)
-                    runs[key] = lane_run
-                    stats.buckets[key] = n_lanes
-            active = [r for r in runs.values() if isinstance(r, LaneRun) and r.has_work]
-            if not active:
-                if prep_done and regrowing == 0 and not any(
-                        isinstance(r, list) for r in runs.values()):
-                    break
-                continue
-            for r in active:
-                r.refill()
-                r.dispatch()
-                stats.blocks += 1
-                stats.lane_blocks += r.n_lanes
-            for r in active:
-                t0 = time.perf_counter()
-                done = r.retire()
-                stats.device_wait += time.perf_counter() - t0
-                for job, needs_room, state in done:
-                    if needs_room:
-                        regrowing += 1
-                    futures.append(helper.submit(finish, job, needs_room, state))
-        for f in futures:
-            f.result()  # re-raise a host thread's error
+        device.run()
     finally:
         prep.stop.set()
         helper.shutdown(wait=True)
-    stats.busy_lane_blocks = sum(r.busy_lane_blocks for r in runs.values()
-                                 if isinstance(r, LaneRun))
+    for i, err in sorted(device.skipped, key=lambda s: s[0]):
+        warnings.warn(f"blend {i} skipped: {err}", stacklevel=3)
+    stats.streams = streams
     stats.wall = time.perf_counter() - t_start
     return results
 

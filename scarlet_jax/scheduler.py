@@ -31,11 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .cache import compiled_program, stored_labels
-from .components import BucketKey
-from .fit import FitConfig, FitParams, finish_state, init_state, run_block
+from .components import BucketKey, as_classes
+from .fit import FitConfig, FitInfo, FitParams, finish_state, init_state, make_step, run_block
 
-__all__ = ["advance", "advance_one", "write_lane", "read_lane", "start_state", "LaneRun",
-           "block_label", "stored_blocks", "prepare_solo"]
+__all__ = ["advance", "advance_one", "run_until_done", "write_lane", "read_lane",
+           "start_state", "LaneRun", "block_label", "stored_blocks", "prepare_solo"]
 
 
 def block_label(key, config: FitConfig) -> str:
@@ -75,6 +75,30 @@ def advance(data, placement, state, params: FitParams, config: FitConfig):
     return new, jax.numpy.stack([new.done, new.needs_room]), info
 
 
+def run_until_done(data, placement, state, params: FitParams, config: FitConfig):
+    """Up to ``config.block`` iterations of ONE blend, leaving the loop as soon as it is
+    done: the steps are those of :func:`~scarlet_jax.fit.run_block`, but a blend that
+    stops inside a block costs no more steps (a ``vmap`` over lanes would turn the exit
+    into a select, so lanes use ``run_block``).
+
+    Returns:
+      ``(state, info)``: the state after the block and a :class:`~scarlet_jax.fit.FitInfo`
+      of (block,) rows (``ran`` False and ``loss`` 0 for the steps not run).
+    """
+    step = make_step(data, as_classes(placement), params, config)
+    n = config.block
+    rows = FitInfo(loss=jnp.zeros((n,), jnp.float32), ran=jnp.zeros((n,), bool))
+
+    def body(carry):
+        i, s, rows = carry
+        s, row = step(s)
+        return i + 1, s, jax.tree.map(lambda rs, r: rs.at[i].set(r), rows, row)
+
+    _, state, rows = jax.lax.while_loop(lambda c: (c[0] < n) & ~c[1].done, body,
+                                        (jnp.zeros((), jnp.int32), state, rows))
+    return state, rows
+
+
 @functools.partial(jax.jit, static_argnames="config", donate_argnums=(2,))
 def advance_one(data, placement, state, params: FitParams, config: FitConfig):
     """``config.block`` iterations of ONE blend (no lane axis), and its final state once it
@@ -84,9 +108,10 @@ def advance_one(data, placement, state, params: FitParams, config: FitConfig):
     Returns:
       ``(state, flags, info)``: the new state (:func:`~scarlet_jax.fit.finish_state` of it
       when done: a real branch, one blend is not vmapped), (2,) bool ``[done, needs_room]``
-      and the block's :class:`~scarlet_jax.fit.FitInfo` rows, (block,) arrays.
+      and the block's :class:`~scarlet_jax.fit.FitInfo` rows, (block,) arrays (the rows
+      after the blend stopped are padding: ``ran`` False).
     """
-    new, info = run_block(data, placement, state, params, config)
+    new, info = run_until_done(data, placement, state, params, config)
     new = jax.lax.cond(new.done, lambda s: finish_state(data, placement, s), lambda s: s, new)
     return new, jnp.stack([new.done, new.needs_room]), info
 

@@ -73,6 +73,42 @@ def test_lane_counts_give_the_same_results(blends):
         assert_same(a, b, rtol=0)
 
 
+def test_streams_give_the_same_results_blend_by_blend(blends):
+    """One-lane buckets fitted by one and by three dispatching threads (streams): every
+    blend's result is bit-identical, whichever stream fitted it."""
+    items = [(b.observation, b.centers) for b in blends]
+    opts = resolve_options(**OPTS)
+    one, three = RunStats(), RunStats()
+    serial = run(items, opts, max_lanes=1, streams=1, stats=one)
+    shared = run(items, opts, max_lanes=1, streams=3, stats=three)
+    assert (one.streams, three.streams) == (1, 3) and one.blocks == three.blocks
+    for a, b in zip(serial, shared, strict=True):
+        assert_same(a, b, rtol=0)
+        np.testing.assert_array_equal(a.loss, b.loss)
+
+
+def test_streams_default_to_the_cores_for_one_lane_buckets_on_a_cpu():
+    from scarlet_jax.pipeline import default_streams
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_streams(1, 1, 50) == min(cores, 50)
+    assert default_streams(1, 1, 1) == 1  # one blend (deblend): the caller's thread
+    assert default_streams(8, 1, 50) == 1  # lanes: one thread feeds the device
+    assert default_streams(1, 2, 50) == 1  # sharded over devices
+
+
+def test_an_error_in_any_stream_reaches_the_caller(blends):
+    items = [(b.observation, b.centers) for b in blends[:4]]
+    bad = dataclasses.replace(items[2][0], images=np.full(items[2][0].shape, np.nan,
+                                                          np.float32))
+    items[2] = (bad, items[2][1])
+    with pytest.raises(sj.BadInputError, match="NaN"):
+        run(items, resolve_options(**OPTS), max_lanes=1, streams=2, raise_errors=True)
+    with pytest.warns(UserWarning, match="blend 2 skipped"):
+        res = run(items, resolve_options(**OPTS), max_lanes=1, streams=2)
+    assert res[2].status == "failed" and all(res[i].error is None for i in (0, 1, 3))
+
+
 def test_bad_and_diverging_blends_are_flagged_and_isolated(blends):
     good = [(b.observation, b.centers) for b in blends[:4]]
     nan_obs = dataclasses.replace(good[1][0], images=np.full(good[1][0].shape, np.nan,
