@@ -59,13 +59,14 @@ def test_size_classes_bound_the_padding(hsc_lite_blend):
 
 def test_hsc_fits_in_its_packing_layout(hsc):
     """The demo's fit (default options) never regrows: one layout, one block program; its
-    slots hold 2.7x the pixels of the boxes the components end with (3.1x with
-    init_share_own=0.5 and the bump seeds; the smallest layout holding the final boxes
+    slots hold 3.15x the pixels of the boxes the components end with (2.7x before the
+    defaults took init_share_own=0.5, the bump seeds and symmetric_low_peak: the same slots,
+    faint components ending in smaller boxes; the smallest layout holding the final boxes
     centred on the peaks, known afterwards, is 1.97x)."""
     opts = resolve_options()
     (result,), stats, slots = _fit([hsc], opts)
     assert stats.regrown == 0 and len(stats.buckets) == 1
-    assert slots <= 2.9 * _box_pixels(result), slots / _box_pixels(result)
+    assert slots <= 3.3 * _box_pixels(result), slots / _box_pixels(result)
 
 
 @pytest.mark.slow
