@@ -166,6 +166,11 @@ def test_stored_block_programs_are_read_back_as_bucket_keys(tmp_path, monkeypatc
                            label=block_label(other, config))
     os.utime(labels, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     assert sorted(stored_blocks(config)) == sorted([key, other])
+    for middle in ("(5, (48, 48)", "(5, (48, 48))"):  # this config's, but no bucket key
+        junk = f"advance_one {middle} {config!r}"
+        cache._write_label(cache._label_path(junk), junk)
+    assert len(cache.stored_labels("advance_one ")) == 4  # valid labels: parsed, skipped
+    assert sorted(stored_blocks(config)) == sorted([key, other])
     monkeypatch.setenv(cache.CACHE_ENV, "off")
     assert stored_blocks(config) == []
 
