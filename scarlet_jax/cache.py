@@ -129,27 +129,49 @@ def is_stored(label: str) -> bool:
 
 def stored_labels(prefix: str = "") -> list[str]:
     """The labels starting with ``prefix`` of the programs in the store for this backend and
-    package source (each :func:`is_stored`), sorted; [] with the cache off."""
+    package source (each :func:`is_stored`), sorted; [] with the cache off.
+
+    A label file is read once per process: its name is the hash of its text and it is
+    written whole (:func:`_write_label`), so a name's text never changes. Each call lists
+    the folder, so a label another thread or process writes is seen by the next call.
+    """
     store = _store_dir()
     if store is None:
         return []
     folder = store / "labels"
     try:
-        stamp = folder.stat().st_mtime_ns  # a new label file changes it: read again
+        names = os.listdir(folder)
     except OSError:
         return []
-    memo = _LABELS.get(folder)
-    if memo is None or memo[0] != stamp:
-        labels = []
-        for path in folder.iterdir():
-            try:
-                label = path.read_text()
-            except (OSError, UnicodeDecodeError):
-                continue
-            if path.name == _context_key(label):
-                labels.append(label)
-        memo = _LABELS[folder] = (stamp, sorted(labels))
-    return [label for label in memo[1] if label.startswith(prefix)]
+    labels = []
+    for name in names:
+        if (folder, name) not in _LABELS:
+            _LABELS[folder, name] = _read_label(folder / name)
+        label = _LABELS[folder, name]
+        if label is not None and label.startswith(prefix):
+            labels.append(label)
+    return sorted(labels)
+
+
+def _read_label(path: Path) -> str | None:
+    """The label in ``path`` when the file is one of this backend's and package source's
+    (its name is :func:`_context_key` of its text), else None (a stray or foreign file)."""
+    try:
+        label = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return label if path.name == _context_key(label) else None
+
+
+def _write_label(path: Path, label: str) -> None:
+    """Write ``label`` to ``path`` whole (a reader sees no file or all of it)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(label)
+        os.replace(tmp, path)
+    except OSError:
+        return
 
 
 def is_store_on() -> bool:
@@ -200,7 +222,7 @@ def _save(path: Path, compiled) -> None:
         return
 
 
-_LABELS: dict = {}  # labels folder -> (its mtime, the labels valid here): read once per change
+_LABELS: dict = {}  # (labels folder, file name) -> its label, None if not valid here
 _PROGRAMS: dict = {}  # signature -> executable: this process's programs (as jit's own cache)
 _BUSY: dict = {}  # signature -> Event set when the thread loading or compiling it is done
 _LOCK = threading.Lock()
@@ -231,10 +253,10 @@ def compiled_program(fn, args: tuple, static: dict, label: str | None = None):
     (unless JAX's cache supplied it: see :func:`_listen`).
     The callable takes only the dynamic arguments, in order.
     With the cache off it is ``fn`` with ``static`` bound.
-    ``label`` names the program for :func:`is_stored` (a planner asks it before the
-    arguments exist). Thread-safe: while one thread loads or compiles a program, another
-    asking for the same one waits for it (the pipeline prepares programs ahead in a
-    thread). ``args`` may hold ``jax.ShapeDtypeStruct`` leaves (nothing is run).
+    ``label`` names the program for :func:`is_stored` and :func:`stored_labels` (a planner
+    reads them before the arguments exist). Thread-safe: while one thread loads or compiles
+    a program, another asking for the same one waits for it (the pipeline prepares programs
+    ahead in a thread). ``args`` may hold ``jax.ShapeDtypeStruct`` leaves (nothing is run).
     """
     store = _store_dir()
     if store is None:
@@ -263,11 +285,7 @@ def compiled_program(fn, args: tuple, static: dict, label: str | None = None):
             _PROGRAMS[signature] = program
         marker = None if label is None else _label_path(label)
         if marker is not None and path.exists() and not marker.exists():
-            try:
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(label)
-            except OSError:
-                pass
+            _write_label(marker, label)
     finally:
         with _LOCK:
             _BUSY.pop(signature).set()

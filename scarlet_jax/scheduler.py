@@ -15,8 +15,9 @@ Device work per blend is about its own iteration count (plus at most two blocks 
 its stop and its retirement), not the slowest blend's.
 
 A bucket of ONE lane on one device (the CPU default) holds the blend's own arrays (no lane
-axis) and runs :func:`advance_one`, which also returns the final state once the blend
-stops: one program per bucket besides the start of a fit, with no lane helpers. Its
+axis) and runs :func:`advance_one`, which leaves its block as soon as the blend stops
+(:func:`run_until_done`) and then returns the final state: one program per bucket besides
+the start of a fit, with no lane helpers. Its
 programs come from the executable store (:func:`~scarlet_jax.cache.compiled_program`).
 """
 
@@ -101,9 +102,10 @@ def run_until_done(data, placement, state, params: FitParams, config: FitConfig)
 
 @functools.partial(jax.jit, static_argnames="config", donate_argnums=(2,))
 def advance_one(data, placement, state, params: FitParams, config: FitConfig):
-    """``config.block`` iterations of ONE blend (no lane axis), and its final state once it
-    stops: the program of a one-lane bucket (the CPU default), which then needs neither
-    :func:`write_lane` nor :func:`read_lane` (the lane is the blend's own arrays).
+    """Up to ``config.block`` iterations of ONE blend (no lane axis; :func:`run_until_done`),
+    and its final state once it stops: the program of a one-lane bucket (the CPU default),
+    which then needs neither :func:`write_lane` nor :func:`read_lane` (the lane is the
+    blend's own arrays).
 
     Returns:
       ``(state, flags, info)``: the new state (:func:`~scarlet_jax.fit.finish_state` of it

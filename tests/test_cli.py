@@ -454,6 +454,17 @@ def test_every_option_has_a_flag_or_the_escape_hatch():
     assert parser.parse_args(["batch", "d", "--chunk-size", "8"]).chunk_size == 8
 
 
+def test_batch_lane_flags_are_checked_and_chunk_size_is_noted(tmp_path, capsys):
+    """``--max-lanes 0`` is a one-line error naming the flag; the old ``--chunk-size`` is
+    accepted with a note on stderr (checked before any input is read: none exists here)."""
+    missing = str(tmp_path / "none")
+    assert main(["batch", missing, "--max-lanes", "0", "--out", str(tmp_path / "o")]) == 2
+    _assert_one_line_error(capsys, "--max-lanes")
+    assert main(["batch", missing, "--chunk-size", "8", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--chunk-size is deprecated and ignored" in err and "--max-lanes" in err
+
+
 def test_batch_isolates_an_input_the_engine_rejects(small_inputs, tmp_path, monkeypatch):
     """An engine error on one input (an image beyond its size limits) used to abort the
     batch; now that input fails alone and the others are written."""

@@ -156,9 +156,21 @@ def test_stored_block_programs_are_read_back_as_bucket_keys(tmp_path, monkeypatc
                            label=block_label(key, config))
     assert stored_blocks(config) == [key]
     assert stored_blocks(resolve_options(max_iter=8).config) == []  # another config's
-    (tmp_path / os.path.basename(cache.cache_dir()) / "executables" / "labels" / "x").write_text(
-        "advance_one junk")  # a stray file: skipped
+    labels = tmp_path / os.path.basename(cache.cache_dir()) / "executables" / "labels"
+    (labels / "x").write_text("advance_one junk")  # a stray file: skipped
     assert stored_blocks(config) == [key]
+    # a label written within the folder's timestamp tick (reset here) is still seen
+    stamp = labels.stat()
+    other = _key(31, 8)
+    cache.compiled_program(jax.jit(lambda x: x + 2), (jnp.zeros(4),), {},
+                           label=block_label(other, config))
+    os.utime(labels, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert sorted(stored_blocks(config)) == sorted([key, other])
+    for middle in ("(5, (48, 48)", "(5, (48, 48))"):  # this config's, but no bucket key
+        junk = f"advance_one {middle} {config!r}"
+        cache._write_label(cache._label_path(junk), junk)
+    assert len(cache.stored_labels("advance_one ")) == 4  # valid labels: parsed, skipped
+    assert sorted(stored_blocks(config)) == sorted([key, other])
     monkeypatch.setenv(cache.CACHE_ENV, "off")
     assert stored_blocks(config) == []
 
