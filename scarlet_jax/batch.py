@@ -46,6 +46,7 @@ def deblend_batch(
     merge_ratio: float = MERGE_RATIO,
     memory_limit=None,
     progress: bool = False,
+    streams: int | None = None,
     chunk_size: int | None = None,
     **options,
 ) -> list[DeblendResult]:
@@ -62,6 +63,9 @@ def deblend_batch(
         per iteration is at most this times its own (:mod:`scarlet_jax.plan`).
       memory_limit: device bytes a lane may use (see :func:`scarlet_jax.memory.memory_limit`).
       progress: show a ``tqdm`` progress bar over blends (if tqdm is installed).
+      streams: threads dispatching block programs (default: one per CPU core the process
+        may use with one-lane buckets on a CPU, else 1). Set 1 where each process should
+        keep to one core (e.g. a Dask worker per core).
       chunk_size: deprecated and ignored (lanes replace chunks); kept for old callers.
       **options: as for :func:`~scarlet_jax.deblend` (shared by every blend).
 
@@ -84,7 +88,7 @@ def deblend_batch(
     bar = _progress(len(items), progress)
     try:
         return run(items, opts, max_lanes=max_lanes, devices=n_dev, merge_ratio=merge_ratio,
-                   memory_limit_bytes=memory_limit, progress=bar)
+                   memory_limit_bytes=memory_limit, streams=streams, progress=bar)
     finally:
         bar.close()
 

@@ -283,12 +283,13 @@ def _deblend_isolated(items: list, options: dict) -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return deblend_batch(items, **options)
+            # a worker keeps to its one core (one single-threaded worker per core)
+            return deblend_batch(items, streams=1, **options)
         except Exception:
             out = []
             for item in items:
                 try:
-                    out.extend(deblend_batch([item], **options))
+                    out.extend(deblend_batch([item], streams=1, **options))
                 except Exception as err:
                     obs = item[0] if isinstance(item, (tuple, list)) else item
                     out.append(_failed_result(obs, f"{type(err).__name__}: {err}",

@@ -247,7 +247,7 @@ def _read_npz(path: Path) -> BlendFile:
         head = fh.read(6)
         if not head:
             raise _bad(f"{path}: empty file, expected an npz with images, variance, psfs")
-        if not head.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+        if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
             # numpy would call any other file "pickled data", which it rarely is
             raise _bad(f"{path}: not an npz file (it does not start with a zip header; "
                        "expected an npz with images, variance, psfs)")

@@ -257,7 +257,9 @@ class RunStats:
       buckets: bucket keys run (including those opened by regrowth) -> lanes.
       regrown: blends moved to a larger box during the fit.
       prep_seconds: seconds the host thread spent validating, initialising and packing.
+      n_prepared: blends the host thread prepared.
       streams: threads that dispatched block programs (:func:`default_streams`).
+      stream_blocks: blocks each stream dispatched (in the order the streams ended).
     """
 
     wall: float = 0.0
@@ -271,6 +273,7 @@ class RunStats:
     prep_seconds: float = 0.0
     n_prepared: int = 0
     streams: int = 1
+    stream_blocks: list = dataclasses.field(default_factory=list)
 
     @property
     def lane_occupancy(self) -> float:
@@ -576,6 +579,7 @@ class _Streams:
         finally:
             with self.lock:
                 stats.blocks += blocks
+                stats.stream_blocks.append(blocks)
                 stats.lane_blocks += lane_blocks
                 stats.busy_lane_blocks += busy_lane_blocks
                 stats.device_wait += device_wait
@@ -617,6 +621,10 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
     ahead = (1 if max_lanes > 1 else 0) if ahead is None else int(ahead)
     streams = default_streams(max_lanes, devices, len(items)) if streams is None else int(
         streams)
+    if streams < 1 or (streams > 1 and (max_lanes != 1 or devices != 1)):
+        # several streams fit one blend per run: only one-lane buckets on one device
+        raise BadInputError(f"streams={streams}: must be 1, or several with max_lanes=1 "
+                            f"on one device (got max_lanes={max_lanes}, devices={devices})")
     limit = memory_limit(memory_limit_bytes)
     planner = make_planner(merge_ratio, opts, max_lanes, devices, compile_trade)
     sharding = _sharding(devices)
@@ -635,7 +643,7 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
         try:
             return _finish(job, needs_room, state)
         except BaseException as err:  # a bug: hand it to the main thread (never hang)
-            inbox.put(("crash", err))
+            prep._put(("crash", err))  # gives up once the run has stopped
             raise
 
     def _finish(job, needs_room, state):
@@ -645,7 +653,7 @@ def run(items, opts: Options, *, max_lanes: int | None = None, devices: int = 1,
                                            state, opts, planner)
             if ahead_programs:  # its new layout's block program, here, not in the main thread
                 prepare_solo(job.packed, job.state, opts.params, opts.config)
-            inbox.put(("again", job))
+            prep._put(("again", job))
             return None
         # host copies first: slicing device arrays would compile a program per shape
         state = jax.device_get(state)

@@ -82,6 +82,8 @@ def test_streams_give_the_same_results_blend_by_blend(blends):
     serial = run(items, opts, max_lanes=1, streams=1, stats=one)
     shared = run(items, opts, max_lanes=1, streams=3, stats=three)
     assert (one.streams, three.streams) == (1, 3) and one.blocks == three.blocks
+    assert len(three.stream_blocks) == 3 and sum(three.stream_blocks) == three.blocks
+    assert sum(b > 0 for b in three.stream_blocks) >= 2  # the work was shared
     for a, b in zip(serial, shared, strict=True):
         assert_same(a, b, rtol=0)
         np.testing.assert_array_equal(a.loss, b.loss)
@@ -95,6 +97,15 @@ def test_streams_default_to_the_cores_for_one_lane_buckets_on_a_cpu():
     assert default_streams(1, 1, 1) == 1  # one blend (deblend): the caller's thread
     assert default_streams(8, 1, 50) == 1  # lanes: one thread feeds the device
     assert default_streams(1, 2, 50) == 1  # sharded over devices
+
+
+def test_several_streams_need_one_lane_buckets_on_one_device(blends):
+    """Several streams fit one blend per run: with lanes or devices they would wait for
+    lanes that never fill (a hang), so the call is refused."""
+    items = [(b.observation, b.centers) for b in blends[:2]]
+    for kwargs in (dict(max_lanes=2, streams=2), dict(max_lanes=1, streams=0)):
+        with pytest.raises(sj.BadInputError, match="streams"):
+            deblend_batch(items, **kwargs, **OPTS)
 
 
 def test_an_error_in_any_stream_reaches_the_caller(blends):
