@@ -96,7 +96,11 @@ def _source_hash() -> str:
 def _leaf_signature(x) -> tuple:
     if isinstance(x, (bool, int, float, complex)):
         return ("py", type(x).__name__)  # a weak-typed scalar in jit
-    return (tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False)))
+    sig = (tuple(x.shape), str(x.dtype), bool(getattr(x, "weak_type", False)))
+    sharding = getattr(x, "sharding", None)  # a program for sharded lanes is another program
+    if sharding is not None and len(sharding.device_set) > 1:
+        return sig + (repr(sharding),)
+    return sig
 
 
 def _signature(fn, args, static: dict) -> tuple:
@@ -193,6 +197,7 @@ def _store_dir() -> Path | None:
 
 def _load(path: Path):
     """The executable stored at ``path``, or None when absent or unreadable."""
+    import jax
     from jax.experimental import serialize_executable
 
     try:
@@ -203,8 +208,14 @@ def _load(path: Path):
         head, digest, payload = raw[:5], raw[5:37], raw[37:]
         if head != _MAGIC or hashlib.sha256(payload).digest() != digest:
             return None
-        blob, in_tree, out_tree = pickle.loads(payload)
-        return serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
+        blob, in_tree, out_tree, device_ids = pickle.loads(payload)
+        local = {d.id: d for d in jax.local_devices()}
+        if not all(i in local for i in device_ids):
+            return None
+        # on the devices it was compiled for (the default, every local device, would
+        # make a one-device program expect one shard per device)
+        return serialize_executable.deserialize_and_load(
+            blob, in_tree, out_tree, execution_devices=[local[i] for i in device_ids])
     except Exception:  # any load failure: compile again (never a crash)
         return None
 
@@ -213,7 +224,8 @@ def _save(path: Path, compiled) -> None:
     from jax.experimental import serialize_executable
 
     try:
-        payload = pickle.dumps(serialize_executable.serialize(compiled))
+        device_ids = [d.id for d in compiled.runtime_executable().local_devices()]
+        payload = pickle.dumps((*serialize_executable.serialize(compiled), device_ids))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(_MAGIC + hashlib.sha256(payload).digest() + payload)

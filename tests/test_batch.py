@@ -174,7 +174,10 @@ def test_items_may_be_observations_to_detect_on(blends):
     assert res[0].n_sources >= 1 and res[0].error is None
 
 
-def test_sharding_over_two_cpu_devices():
+def test_sharding_over_two_cpu_devices(tmp_path):
+    """Lanes sharded over two devices equal single fits, in a first process (compiles and
+    stores) and a second (loads the stored programs: each on the devices it was compiled
+    for; loaded onto every device, a one-device program expected two shards)."""
     code = textwrap.dedent("""
         import jax, numpy as np, scarlet_jax as sj
         assert len(jax.local_devices()) == 2
@@ -190,10 +193,13 @@ def test_sharding_over_two_cpu_devices():
                JAX_PLATFORMS="cpu")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "OK" in out.stdout
+    env["SCARLET_JAX_CACHE"] = str(tmp_path / "cache")
+    for _ in ("empty store", "warm store"):
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "OK" in out.stdout
+    assert list((tmp_path / "cache").rglob("advance_one-*.bin"))  # the second one loaded
 
 
 def test_chunk_size_is_deprecated_and_ignored(blends):
