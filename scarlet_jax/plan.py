@@ -66,7 +66,10 @@ store. So a process whose store holds the buckets of an earlier plan of the same
 compiles no block program: each blend has its earlier bucket (stored, within the bound)
 to go to, and the merges that would make unstored layouts see no blend left. (A planner
 that priced stored programs at 0 compile seconds inside the merges planned the windows
-differently once everything was stored, and opened buckets nobody had stored.)
+differently once everything was stored, and opened buckets nobody had stored.) A blend
+placed by these first steps (an existing bucket or a stored one) has its bucket the moment
+it is initialised (:meth:`Planner.hold`), so the pipeline hands it to the device before its
+window is planned; the window then plans the others, as if it had planned them all.
 
 A blend whose components outgrow their classes during the fit gets a new layout
 (:func:`~scarlet_jax.packing.regrow`); it runs in the smallest bucket of its image that
