@@ -371,12 +371,17 @@ class _Prep(threading.Thread):
 
 def _windows(items, opts: Options, limit: int, planner: Planner, stats: RunStats,
              window: int = WINDOW):
-    """Initialise the blends a window at a time and plan each window together
+    """Initialise the blends and plan them a window at a time
     (:meth:`~scarlet_jax.plan.Planner.assign_window`; the first window holds
-    :data:`FIRST_WINDOW` blends, so the device starts early, and each next one twice as many,
-    up to ``window``): yields per window a list of jobs
-    (``job.bucket`` set) and ``("error", index, observation, err)`` tuples, in input
-    order."""
+    :data:`FIRST_WINDOW` blends and each next one twice as many, up to ``window``).
+
+    A blend whose bucket is known as soon as it is initialised (an existing bucket by the
+    merge rule, or a stored one: :meth:`~scarlet_jax.plan.Planner.hold`; every blend when
+    there is no compile trade) is yielded at once, so the device need not wait for its
+    window; the window then plans only the others, exactly as it would have. Yields lists
+    of jobs (``job.bucket`` set) and ``("error", index, observation, err)`` tuples; a
+    blend's bucket does not depend on when it is yielded (the plan is that of input
+    order)."""
     items = iter(enumerate(items))
     size = FIRST_WINDOW
     while True:
@@ -384,23 +389,39 @@ def _windows(items, opts: Options, limit: int, planner: Planner, stats: RunStats
         size = min(2 * size, window)
         if not chunk:
             return
-        out = []
+        jobs, held = [], []
         for i, item in chunk:
             t0 = time.perf_counter()
             try:
-                out.append(_initialise(i, item, opts, limit))
+                job = _initialise(i, item, opts, limit)
             except (BadInputError, ValueError) as err:
                 obs = item[0] if isinstance(item, (tuple, list)) and item else item
-                out.append(("error", i, obs, err))
-            stats.prep_seconds += time.perf_counter() - t0
+                job = ("error", i, obs, err)
             stats.n_prepared += 1
-        jobs = [j for j in out if not isinstance(j, tuple)]
+            if isinstance(job, tuple):
+                stats.prep_seconds += time.perf_counter() - t0
+                yield [job]
+                continue
+            if planner.cost is None:  # blend by blend: its bucket is decided now
+                job.bucket = planner.assign(job.natural)
+            else:
+                key = planner.hold(job.natural)
+                jobs.append(job)
+                held.append(key)
+                job.bucket = key
+            stats.prep_seconds += time.perf_counter() - t0
+            if job.bucket is not None:
+                yield [job]
+        if not jobs:
+            continue
         t0 = time.perf_counter()
-        for job, key in zip(jobs, planner.assign_window([j.natural for j in jobs]),
-                            strict=True):
-            job.bucket = key
+        keys = planner.assign_window([j.natural for j in jobs], held)
+        rest = [j for j, h in zip(jobs, held, strict=True) if h is None]
+        for job, key in zip(jobs, keys, strict=True):
+            if job.bucket is None:  # (a released blend keeps its bucket: the same key)
+                job.bucket = key
         stats.prep_seconds += time.perf_counter() - t0
-        yield out
+        yield rest
 
 
 def default_streams(max_lanes: int, devices: int, n_items: int) -> int:

@@ -66,7 +66,10 @@ store. So a process whose store holds the buckets of an earlier plan of the same
 compiles no block program: each blend has its earlier bucket (stored, within the bound)
 to go to, and the merges that would make unstored layouts see no blend left. (A planner
 that priced stored programs at 0 compile seconds inside the merges planned the windows
-differently once everything was stored, and opened buckets nobody had stored.)
+differently once everything was stored, and opened buckets nobody had stored.) A blend
+placed by these first steps (an existing bucket or a stored one) has its bucket the moment
+it is initialised (:meth:`Planner.hold`), so the pipeline hands it to the device before its
+window is planned; the window then plans the others, as if it had planned them all.
 
 A blend whose components outgrow their classes during the fit gets a new layout
 (:func:`~scarlet_jax.packing.regrow`); it runs in the smallest bucket of its image that
@@ -232,6 +235,14 @@ class Planner:
             self.folds += 1
         self.members[key].append(natural)
 
+    def hold(self, natural: BucketKey) -> BucketKey | None:
+        """The bucket a blend of natural bucket ``natural`` goes to before any compile trade
+        or window merge (an existing bucket by the merge rule, else a stored one), or None:
+        the window decides. Records nothing; :meth:`assign_window` takes the answer as
+        ``held`` so that a blend can be released before its window is planned."""
+        with self._lock:
+            return self._held(natural)
+
     def assign(self, natural: BucketKey) -> BucketKey:
         """The bucket a blend of natural bucket ``natural`` runs in (opening it if new)."""
         with self._lock:
@@ -283,16 +294,20 @@ class Planner:
         keys = [k for k in keys if len(k.classes) <= MAX_MERGED_CLASSES]
         return min(keys, key=pixel_work) if keys else None
 
-    def assign_window(self, naturals: list[BucketKey]) -> list[BucketKey]:
+    def assign_window(self, naturals: list[BucketKey],
+                      held: list[BucketKey | None] | None = None) -> list[BucketKey]:
         """The buckets of a window of blends planned together (the window rule of the module
-        docstring), in order; without a compile trade, :meth:`assign` blend by blend."""
+        docstring), in order; without a compile trade, :meth:`assign` blend by blend.
+        ``held``: per blend, what :meth:`hold` answered as it arrived (a blend already
+        released keeps that bucket); None: ask now."""
         if self.cost is None:
             return [self.assign(n) for n in naturals]
         with self._lock:
             out: list[BucketKey | None] = [None] * len(naturals)
             clusters: dict[BucketKey, list[int]] = {}  # cluster key -> window indices
             for i, natural in enumerate(naturals):  # the merge rule and stored buckets first
-                out[i] = self._held(natural)
+                out[i] = held[i] if held is not None and held[i] is not None else (
+                    self._held(natural))
                 if out[i] is None:
                     clusters.setdefault(natural, []).append(i)
             existing = list(self.buckets)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import scarlet_jax as sj
+from scarlet_jax import pipeline
 from scarlet_jax.cache import cache_dir
 from scarlet_jax.components import BucketKey
 from scarlet_jax.errors import BadInputError
@@ -120,10 +121,12 @@ def test_a_warm_store_gives_no_bucket_that_is_not_stored():
     jobs = [job for window in _windows(blends, opts, 1 << 62, Planner(), RunStats())
             for job in window]
     assert all(not isinstance(job, tuple) for job in jobs)  # initialised once, reused
+    jobs.sort(key=lambda job: job.index)
 
     def planned(stored):
         planner = Planner(1.25, COST_ESTIMATES["cpu"], stored)
-        windows = (jobs[:16], jobs[16:])  # _windows' first two windows
+        first = pipeline.FIRST_WINDOW
+        windows = (jobs[:first], jobs[first:])  # _windows' first two windows
         return [k for w in windows for k in planner.assign_window([j.natural for j in w])]
 
     def bounded(keys):
@@ -528,3 +531,37 @@ def test_a_400_pixel_blend_with_50_sources_deblends():
     res = sj.deblend(blend.observation, blend.centers, max_iter=30)
     assert res.n_sources >= 40 and not res.diverged
     assert np.isfinite(res.model).all() and res.loss[-1] < res.loss[0]
+
+
+def test_a_blend_whose_bucket_is_known_is_released_before_its_window(monkeypatch):
+    """A blend that an existing or stored bucket holds is yielded as soon as it is
+    initialised (the device need not wait for its window); the other blends wait for the
+    window's plan, and every blend gets the bucket that planning whole windows gives."""
+    from scarlet_jax.pipeline import _windows
+    from scarlet_jax.plan import COST_ESTIMATES
+
+    monkeypatch.setattr(pipeline, "FIRST_WINDOW", 4)
+    shapes = [(48, 48), (64, 64), (64, 64), (80, 80), (64, 96)]
+    blends = sj.datasets.synthetic_blends(12, seed=7, shape=shapes, n_sources=(2, 6),
+                                          flux_range=(100.0, 20000.0))
+    opts = resolve_options(max_iter=300)
+    cost = COST_ESTIMATES["cpu"]
+
+    def released(stored):
+        planner = Planner(1.25, cost, stored)
+        return list(_windows(blends, opts, 1 << 62, planner, RunStats(), window=4))
+
+    cold = released(())
+    jobs = sorted((j for out in cold for j in out), key=lambda j: j.index)
+    by_windows = Planner(1.25, cost)  # whole windows planned at once, in input order
+    expected = [k for w in (jobs[:4], jobs[4:8], jobs[8:12])
+                for k in by_windows.assign_window([j.natural for j in w])]
+    assert [j.bucket for j in jobs] == expected
+    assert [j.index for j in cold[0]] == [0, 1, 2, 3]  # nothing known yet: one window
+    order = [j.index for out in cold for j in out]
+    assert order != sorted(order)  # a later window: blends 9 and 10 before blend 8
+    # everything stored: every blend alone and at once, in input order, in its bucket
+    warm = released(set(expected))
+    assert [[j.index] for j in (out[0] for out in warm if out)] == [[i] for i in range(12)]
+    assert all(len(out) <= 1 for out in warm)
+    assert all(j.bucket in set(expected) for out in warm for j in out)
