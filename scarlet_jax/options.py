@@ -251,6 +251,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     _O("final_spectra", True, _boolean,
        "after the fit, set every spectrum to its weighted non-negative least-squares "
        "optimum for the fitted morphologies", ("run",)),
+    _O("reattribute_drained", 0.9, _all(_real(strict=False), _at_most_one),
+       "after the fit, a source with a bump of its own colour in the data, whose flux is "
+       "under half the bump's and whose own components hold under this part of the model's "
+       "bump at its centre, takes back the neighbours' morphology above a surface fitted "
+       "around it (up to the bump's flux); the spectra are then solved again, kept if chi^2 "
+       "rises by under 1e-3 (0: off)", ("run",)),
     _O("resize", 3, _count(), "resize the boxes every this many iterations (0: never)",
        ("fit",)),
     _O("grow", 5, _count(), "pixels added around the significant pixels when a box is "
@@ -286,7 +292,7 @@ LSST_PIPELINE: dict[str, Any] = dict(bg_thresh=1.0, initial_bg_thresh=1.0, min_s
                                      init_own_snr=False, final_spectra=False,
                                      init_share=False, init_share_own=0.0,
                                      init_bump_seed=0.0, init_bump_colour=0.0,
-                                     symmetric_low_peak=False)
+                                     symmetric_low_peak=False, reattribute_drained=0.0)
 
 
 def group(name: str) -> tuple[str, ...]:

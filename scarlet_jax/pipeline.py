@@ -40,6 +40,7 @@ from .observation import Observation, check_observation
 from .options import Options, resolve_options
 from .packing import bucket_key, pack_blend
 from .plan import COST_ESTIMATES, MERGE_RATIO, WINDOW, Plan, Planner, lanes_for, make_plan
+from .reattribute import reattribute_drained
 from .result import DeblendResult
 from .scheduler import LaneRun, prepare_solo, stored_blocks
 from .spectra import refit_spectra
@@ -162,6 +163,9 @@ def unpack_result(
     )
     if opts.run.final_spectra:
         result = refit_spectra(result)
+    if opts.run.reattribute_drained > 0:  # issue 13: a drained source's bump back to it
+        result = reattribute_drained(result, opts.run.reattribute_drained,
+                                     opts.values["init_bump_colour"])
     return result
 
 

@@ -33,6 +33,8 @@ FLOORS = [
     {"scheduler", "options", "display"},
     # 6: initialisation (takes the typed init options)
     {"initialization"},
+    # 6b: post-fit re-attribution (reads the bump tests of initialisation)
+    {"reattribute"},
     # 7: the host pipeline
     {"pipeline"},
     # 8: the entry points

@@ -60,6 +60,7 @@ EXAMPLES = {
     "fit_spectra": (False, "x"),
     "weighted_spectra": (True, 2),
     "final_spectra": (False, "y"),
+    "reattribute_drained": (0.5, 1.5),
     "resize": (0, -3),
     "grow": (2, 1.5),
     "grow_margin": (3, -1),
