@@ -510,6 +510,12 @@ def shared_light(
     """
     iso = _isolated_morphs(detect, pix, threshold=threshold, padding=padding,
                            monotonic=monotonic, symmetric_init=symmetric_init)
+    return _brightness_split(detect, iso)
+
+
+def _brightness_split(detect: np.ndarray, iso: np.ndarray) -> np.ndarray:
+    """``detect`` (H, W) split by the isolated morphologies ``iso`` (S, H, W) times their
+    fluxes (:func:`shared_light`)."""
     return _split(detect, iso * iso.sum((1, 2), keepdims=True))
 
 
@@ -582,14 +588,7 @@ def low_peak(iso: np.ndarray, detect: np.ndarray, pix: np.ndarray) -> np.ndarray
 
 
 def hybrid_shares(
-    detect: np.ndarray,
-    pix: np.ndarray,
-    *,
-    own: float,
-    threshold: float,
-    padding: int = 2,
-    monotonic: bool = True,
-    symmetric_init: bool = True,
+    detect: np.ndarray, pix: np.ndarray, iso: np.ndarray, *, own: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The detection image split in proportion to the isolated initial morphologies among
     the sources of comparable brightness only; the faint ones (:func:`faint_sources`) get
@@ -598,14 +597,13 @@ def hybrid_shares(
     Args:
       detect: (H, W) float64 detection image.
       pix: (S, 2) int (y, x) source centres.
+      iso: (S, H, W) the sources' isolated initial morphologies (as in
+        :func:`shared_light`).
       own: the least own part of a shared source's centre (see :func:`faint_sources`).
-      threshold, padding, monotonic, symmetric_init: as for the initial morphologies.
 
     Returns:
       (S, H, W) float64 shares (0 for the faint sources) and (S,) bool faint.
     """
-    iso = _isolated_morphs(detect, pix, threshold=threshold, padding=padding,
-                           monotonic=monotonic, symmetric_init=symmetric_init)
     faint = faint_sources(iso, detect, pix, own)
     return _split(detect, np.where(faint[:, None, None], 0.0, iso)), faint
 
@@ -782,20 +780,18 @@ def init_components(
         order = np.argsort(-detect[pix[:, 0].astype(int), pix[:, 1].astype(int)], kind="stable")
         remaining = detect.copy()
     shares, faint = None, np.zeros(len(pix), bool)
+    use_low_peak = subtract and symmetric_dominated and low_peak_symmetric
+    iso = None  # every source's isolated morphology: computed once, for all that use it
+    if subtract and (share_own > 0 or share or use_low_peak):
+        iso = _isolated_morphs(detect, pix, threshold=threshold, padding=padding,
+                               monotonic=monotonic, symmetric_init=symmetric_init)
     if subtract and share_own > 0:
-        shares, faint = hybrid_shares(detect, pix, own=share_own, threshold=threshold,
-                                      padding=padding, monotonic=monotonic,
-                                      symmetric_init=symmetric_init)
+        shares, faint = hybrid_shares(detect, pix, iso, own=share_own)
         order = sorted(order, key=lambda s: bool(faint[s]))  # stable: the shared ones first
         residual = remaining
     elif subtract and share:
-        shares = shared_light(detect, pix, threshold=threshold, padding=padding,
-                              monotonic=monotonic, symmetric_init=symmetric_init)
-    low = np.zeros(len(pix), bool)
-    if subtract and symmetric_dominated and low_peak_symmetric:
-        low = low_peak(_isolated_morphs(detect, pix, threshold=threshold, padding=padding,
-                                        monotonic=monotonic, symmetric_init=symmetric_init),
-                       detect, pix)
+        shares = _brightness_split(detect, iso)
+    low = low_peak(iso, detect, pix) if use_low_peak else np.zeros(len(pix), bool)
     for source in order:
         source = int(source)
         components = by_source[source]
