@@ -450,6 +450,9 @@ def cmd_batch(args, console: Console) -> int:
     if args.workers is not None or args.scheduler is not None:  # on Dask: distributed.py
         from .distributed import run_batch_command
 
+        for flag, value in (("--max-lanes", args.max_lanes), ("--chunk-size", args.chunk_size)):
+            if value is not None:  # a worker fits its partition with its device's default
+                console.err(f"{flag} is ignored with --workers/--scheduler", level=1)
         return run_batch_command(_batch_inputs(args.inputs), prepare_out(args.out),
                                  workers=args.workers, scheduler=args.scheduler,
                                  options=_fit_options(args), detect=args.detect,

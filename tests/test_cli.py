@@ -494,3 +494,20 @@ def test_batch_isolates_an_input_the_engine_rejects(small_inputs, tmp_path, monk
     assert rows["good0.npz"]["status"] != "failed" and rows["good1.npz"]["status"] != "failed"
     assert sorted(p.name for p in out.glob("*.result.npz")) == ["good0.result.npz",
                                                                 "good1.result.npz"]
+
+
+def test_batch_on_dask_says_which_flags_it_ignores(tmp_path, monkeypatch, capsys):
+    """--max-lanes / --chunk-size do not reach Dask workers: the CLI says so instead of
+    ignoring them silently (the run itself is the distributed module's, stubbed here)."""
+    import scarlet_jax.distributed as distributed
+
+    calls = []
+    monkeypatch.setattr(distributed, "run_batch_command",
+                        lambda *args, **kwargs: calls.append(kwargs) or 0)
+    (tmp_path / "in").mkdir()
+    np.savez(tmp_path / "in" / "a.npz", images=np.zeros((1, 8, 8)))  # listed, never read
+    assert main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers",
+                 "1", "--max-lanes", "4"]) == 0
+    assert calls and calls[0]["workers"] == 1
+    err = capsys.readouterr().err
+    assert "--max-lanes is ignored with --workers" in err and "--chunk-size" not in err
