@@ -35,6 +35,7 @@ import warnings
 
 import numpy as np
 
+from .boxes import overlap
 from .centers import round_centers
 from .components import InitComponent
 from .detect import _robust_std, detection_image
@@ -280,16 +281,12 @@ def point_source_component(observation: Observation, center, source: int = 0) ->
 
 def _convolved_templates(observation: Observation, components) -> np.ndarray:
     """(K, B, H, W) float64: each morph placed in the image and convolved per band."""
-    _, height, width = observation.shape
-    canvas = np.zeros((len(components), height, width))
+    canvas = np.zeros((len(components),) + observation.shape[1:])
     for k, c in enumerate(components):
         morph = np.asarray(c.morph, np.float64)
-        oy, ox = (int(v) for v in c.origin)
-        h, w = morph.shape
-        y0, y1 = max(oy, 0), min(oy + h, height)
-        x0, x1 = max(ox, 0), min(ox + w, width)
-        if y1 > y0 and x1 > x0:
-            canvas[k, y0:y1, x0:x1] = morph[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+        cut = overlap(c.origin, morph.shape, observation.shape[1:])
+        if cut is not None:
+            canvas[(k, *cut[0])] = morph[cut[1]]
     return convolve_same(canvas, observation.diff_kernel)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from .boxes import overlap
 from .buckets import bucket_canvas, class_count, class_side, sort_classes
 from .components import BucketKey, Components, FitData, InitComponent, PackedBlend, Placement
 from .fft import fft_shape_for, kernel_to_fft
@@ -217,13 +218,11 @@ def _pack_class(components, members, shape, slots, image_shape, n_bands):
         bounds[k] = inside_y[:, None] & inside_x[None, :]
         # paste the component's own box (clipped to the slot box and the image)
         morph = np.asarray(c.morph, np.float32)
-        h, w = morph.shape
-        cy0, cx0 = c.origin[0] - oy, c.origin[1] - ox  # own box in slot coordinates
-        y0, y1 = max(cy0, 0), min(cy0 + h, bh)
-        x0, x1 = max(cx0, 0), min(cx0 + w, bw)
-        if y1 > y0 and x1 > x0:
-            morphs[k, y0:y1, x0:x1] = morph[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
-            support[k, y0:y1, x0:x1] = 1.0
+        # own box in slot coordinates
+        cut = overlap((c.origin[0] - oy, c.origin[1] - ox), morph.shape, (bh, bw))
+        if cut is not None:
+            morphs[(k, *cut[0])] = morph[cut[1]]
+            support[(k, *cut[0])] = 1.0
         support[k] *= bounds[k]
         support[k, my, mx] = 1.0
         morphs[k] *= support[k]

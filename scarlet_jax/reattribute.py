@@ -18,6 +18,7 @@ import dataclasses
 
 import numpy as np
 
+from .boxes import crop_boxes, place_boxes
 from .detect import detection_image
 from .initialization import (
     _detection_noise,
@@ -43,28 +44,14 @@ CAP = 1.0
 
 def _canvas(result) -> np.ndarray:
     """(K, H, W) float64 morphologies (masked by their support) in image coordinates."""
-    _, height, width = result.observation.shape
     morphs = np.asarray(result.morphs * result.support, np.float64)
-    bh, bw = morphs.shape[-2:]
-    out = np.zeros((len(morphs), height, width))
-    for k, (oy, ox) in enumerate(np.asarray(result.origins, int)):
-        y0, x0, y1, x1 = max(oy, 0), max(ox, 0), min(oy + bh, height), min(ox + bw, width)
-        if y1 > y0 and x1 > x0:
-            out[k, y0:y1, x0:x1] = morphs[k, y0 - oy:y1 - oy, x0 - ox:x1 - ox]
-    return out
+    return place_boxes(morphs, result.origins, result.observation.shape[1:])
 
 
 def _slot_mask(result, k: int, shape) -> np.ndarray:
     """(H, W) bool: the pixels of component ``k``'s own box (its support) in the image."""
-    height, width = shape
-    support = np.asarray(result.support[k], bool)
-    bh, bw = support.shape
-    oy, ox = (int(v) for v in result.origins[k])
-    out = np.zeros((height, width), bool)
-    y0, x0, y1, x1 = max(oy, 0), max(ox, 0), min(oy + bh, height), min(ox + bw, width)
-    if y1 > y0 and x1 > x0:
-        out[y0:y1, x0:x1] = support[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
-    return out
+    support = np.asarray(result.support[k:k + 1], bool)
+    return place_boxes(support, result.origins[k:k + 1], shape)[0]
 
 
 def surface_excess(stack: np.ndarray, center, r_in: float, r_out: float) -> np.ndarray:
@@ -197,7 +184,6 @@ def reattribute_drained(result, drained: float = 0.9, colour: float = 0.0, *,
     moves, seeds = drained_sources(result, drained, colour, below, cap, with_seeds=True)
     if not moves:
         return result
-    _, height, width = result.observation.shape
     canvas = _canvas(result)
     spectra = np.asarray(result.spectra, np.float64).copy()
     owner = np.asarray(result.component_source)
@@ -214,12 +200,7 @@ def reattribute_drained(result, drained: float = 0.9, colour: float = 0.0, *,
             continue
         canvas[k] = merged / peak
         spectra[k] = light / max(merged.sum() / peak, 1e-30)
-    bh, bw = result.morphs.shape[-2:]
-    morphs = np.zeros(result.morphs.shape, np.float32)
-    for k, (oy, ox) in enumerate(np.asarray(result.origins, int)):
-        y0, x0, y1, x1 = max(oy, 0), max(ox, 0), min(oy + bh, height), min(ox + bw, width)
-        if y1 > y0 and x1 > x0:
-            morphs[k, y0 - oy:y1 - oy, x0 - ox:x1 - ox] = canvas[k, y0:y1, x0:x1]
+    morphs = crop_boxes(canvas, result.origins, result.morphs.shape[-2:]).astype(np.float32)
     morphs = np.where(result.support, morphs, result.morphs)  # outside: as it was
     moved = refit_spectra(dataclasses.replace(
         result, morphs=morphs, spectra=np.maximum(spectra, 0.0).astype(np.float32)))

@@ -8,6 +8,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from .boxes import overlap
 from .components import Components
 from .fft import fft_shape_for, kernel_to_fft
 from .observation import Observation
@@ -136,12 +137,9 @@ class DeblendResult:
         for n, m in enumerate(masks):  # one (B, H, W) image at a time: memory stays small
             image = np.zeros((n_bands, height, width), np.float64)
             for k in np.flatnonzero(m):
-                oy, ox = self.origins[k]
-                y0, x0 = max(oy, 0), max(ox, 0)
-                y1, x1 = min(oy + bh, height), min(ox + bw, width)
-                if y1 > y0 and x1 > x0:
-                    image[:, y0:y1, x0:x1] += m[k] * boxes[k][:, y0 - oy:y1 - oy,
-                                                             x0 - ox:x1 - ox]
+                cut = overlap(self.origins[k], (bh, bw), (height, width))
+                if cut is not None:
+                    image[(slice(None), *cut[0])] += m[k] * boxes[k][(slice(None), *cut[1])]
             if convolved:
                 image = np.fft.irfft2(np.fft.rfft2(image, s=fft_shape) * kernel_fft,
                                       s=fft_shape)[:, :height, :width]

@@ -19,8 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scarlet_jax"
 #: Floors, bottom up. A module imports only modules on lower floors.
 FLOORS = [
     # 0: types, pure operators and leaf utilities
-    {"_version", "errors", "buckets", "cache", "components", "fft", "render", "prox", "optim",
-     "stopping", "starlet", "measure", "spectra"},
+    {"_version", "errors", "boxes", "buckets", "cache", "components", "fft", "render", "prox",
+     "optim", "stopping", "starlet", "measure", "spectra"},
     # 1: built on one of those
     {"psf", "centers", "memory", "monotonicity", "likelihood", "step_sizes"},
     # 2: the observation, the constraint chain, the bucket planner
