@@ -46,6 +46,7 @@ __all__ = [
     "init_state",
     "resume_state",
     "run_block",
+    "run_until_done",
     "finish_state",
 ]
 
@@ -433,6 +434,30 @@ def run_block(data: FitData, placement: Placement, state: FitState, params: FitP
     """
     step = make_step(data, as_classes(placement), params, config)
     return jax.lax.scan(lambda s, _: step(s), state, None, length=config.block)
+
+
+def run_until_done(data, placement, state, params: FitParams, config: FitConfig):
+    """Up to ``config.block`` iterations of ONE blend, leaving the loop as soon as it is
+    done: the steps are those of :func:`run_block`, but a blend that
+    stops inside a block costs no more steps (a ``vmap`` over lanes would turn the exit
+    into a select, so lanes use ``run_block``).
+
+    Returns:
+      ``(state, info)``: the state after the block and a :class:`FitInfo`
+      of (block,) rows (``ran`` False and ``loss`` 0 for the steps not run).
+    """
+    step = make_step(data, as_classes(placement), params, config)
+    n = config.block
+    rows = FitInfo(loss=jnp.zeros((n,), jnp.float32), ran=jnp.zeros((n,), bool))
+
+    def body(carry):
+        i, s, rows = carry
+        s, row = step(s)
+        return i + 1, s, jax.tree.map(lambda rs, r: rs.at[i].set(r), rows, row)
+
+    _, state, rows = jax.lax.while_loop(lambda c: (c[0] < n) & ~c[1].done, body,
+                                        (jnp.zeros((), jnp.int32), state, rows))
+    return state, rows
 
 
 def finish_state(data: FitData, placement: Placement, state: FitState) -> FitState:

@@ -16,8 +16,8 @@ its stop and its retirement), not the slowest blend's.
 
 A bucket of ONE lane on one device (the CPU default) holds the blend's own arrays (no lane
 axis) and runs :func:`advance_one`, which leaves its block as soon as the blend stops
-(:func:`run_until_done`) and then returns the final state: one program per bucket besides
-the start of a fit, with no lane helpers. Its
+(:func:`~scarlet_jax.fit.run_until_done`) and then returns the final state: one program per
+bucket besides the start of a fit, with no lane helpers. Its
 programs come from the executable store (:func:`~scarlet_jax.cache.compiled_program`).
 """
 
@@ -32,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .cache import compiled_program, stored_labels
-from .components import BucketKey, as_classes
-from .fit import FitConfig, FitInfo, FitParams, finish_state, init_state, make_step, run_block
+from .components import BucketKey
+from .fit import FitConfig, FitParams, finish_state, init_state, run_block, run_until_done
 
-__all__ = ["advance", "advance_one", "run_until_done", "write_lane", "read_lane",
-           "start_state", "LaneRun", "block_label", "stored_blocks", "prepare_solo"]
+__all__ = ["advance", "advance_one", "write_lane", "read_lane", "start_state", "LaneRun",
+           "block_label", "stored_blocks", "prepare_solo"]
 
 
 def block_label(key, config: FitConfig) -> str:
@@ -76,36 +76,12 @@ def advance(data, placement, state, params: FitParams, config: FitConfig):
     return new, jax.numpy.stack([new.done, new.needs_room]), info
 
 
-def run_until_done(data, placement, state, params: FitParams, config: FitConfig):
-    """Up to ``config.block`` iterations of ONE blend, leaving the loop as soon as it is
-    done: the steps are those of :func:`~scarlet_jax.fit.run_block`, but a blend that
-    stops inside a block costs no more steps (a ``vmap`` over lanes would turn the exit
-    into a select, so lanes use ``run_block``).
-
-    Returns:
-      ``(state, info)``: the state after the block and a :class:`~scarlet_jax.fit.FitInfo`
-      of (block,) rows (``ran`` False and ``loss`` 0 for the steps not run).
-    """
-    step = make_step(data, as_classes(placement), params, config)
-    n = config.block
-    rows = FitInfo(loss=jnp.zeros((n,), jnp.float32), ran=jnp.zeros((n,), bool))
-
-    def body(carry):
-        i, s, rows = carry
-        s, row = step(s)
-        return i + 1, s, jax.tree.map(lambda rs, r: rs.at[i].set(r), rows, row)
-
-    _, state, rows = jax.lax.while_loop(lambda c: (c[0] < n) & ~c[1].done, body,
-                                        (jnp.zeros((), jnp.int32), state, rows))
-    return state, rows
-
-
 @functools.partial(jax.jit, static_argnames="config", donate_argnums=(2,))
 def advance_one(data, placement, state, params: FitParams, config: FitConfig):
-    """Up to ``config.block`` iterations of ONE blend (no lane axis; :func:`run_until_done`),
-    and its final state once it stops: the program of a one-lane bucket (the CPU default),
-    which then needs neither :func:`write_lane` nor :func:`read_lane` (the lane is the
-    blend's own arrays).
+    """Up to ``config.block`` iterations of ONE blend (no lane axis;
+    :func:`~scarlet_jax.fit.run_until_done`), and its final state once it stops: the
+    program of a one-lane bucket (the CPU default), which then needs neither
+    :func:`write_lane` nor :func:`read_lane` (the lane is the blend's own arrays).
 
     Returns:
       ``(state, flags, info)``: the new state (:func:`~scarlet_jax.fit.finish_state` of it
@@ -191,7 +167,6 @@ class LaneRun:
         self.lanes = None
         self.pending: deque = deque()  # (block index, (2, L) flags, FitInfo) on device
         self.blocks = 0
-        self.busy_lane_blocks = 0
 
     @property
     def has_work(self) -> bool:
@@ -249,7 +224,6 @@ class LaneRun:
         self.lanes = (data, placement, state)
         self.pending.append((self.blocks, flags, info))
         self.blocks += 1
-        self.busy_lane_blocks += sum(j is not None for j in self.jobs)
 
     def retire(self, final: bool = False) -> list:
         """Jobs whose lanes finished, read from flags at least ``ahead`` blocks old (all
