@@ -393,7 +393,7 @@ def _windows(items, opts: Options, limit: int, planner: Planner, stats: RunStats
         size = min(2 * size, window)
         if not chunk:
             return
-        jobs, held = [], []
+        jobs = []  # the window's blends, job.bucket set where Planner.hold knew it
         for i, item in chunk:
             t0 = time.perf_counter()
             try:
@@ -409,21 +409,18 @@ def _windows(items, opts: Options, limit: int, planner: Planner, stats: RunStats
             if planner.cost is None:  # blend by blend: its bucket is decided now
                 job.bucket = planner.assign(job.natural)
             else:
-                key = planner.hold(job.natural)
+                job.bucket = planner.hold(job.natural)
                 jobs.append(job)
-                held.append(key)
-                job.bucket = key
             stats.prep_seconds += time.perf_counter() - t0
             if job.bucket is not None:
                 yield [job]
         if not jobs:
             continue
         t0 = time.perf_counter()
-        keys = planner.assign_window([j.natural for j in jobs], held)
-        rest = [j for j, h in zip(jobs, held, strict=True) if h is None]
+        rest = [j for j in jobs if j.bucket is None]  # not released yet
+        keys = planner.assign_window([j.natural for j in jobs], [j.bucket for j in jobs])
         for job, key in zip(jobs, keys, strict=True):
-            if job.bucket is None:  # (a released blend keeps its bucket: the same key)
-                job.bucket = key
+            job.bucket = key  # (a released blend keeps its bucket: the same key)
         stats.prep_seconds += time.perf_counter() - t0
         yield rest
 
