@@ -167,13 +167,19 @@ def _read_label(path: Path) -> str | None:
     return label if path.name == _context_key(label) else None
 
 
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a reader sees the old file (or none) or all of
+    the new one. Raises ``OSError``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def _write_label(path: Path, label: str) -> None:
-    """Write ``label`` to ``path`` whole (a reader sees no file or all of it)."""
+    """Write ``label`` to ``path`` whole (a read-only or full disk: no label)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(label)
-        os.replace(tmp, path)
+        _write_whole(path, label.encode())
     except OSError:
         return
 
@@ -226,10 +232,7 @@ def _save(path: Path, compiled) -> None:
     try:
         device_ids = [d.id for d in compiled.runtime_executable().local_devices()]
         payload = pickle.dumps((*serialize_executable.serialize(compiled), device_ids))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(_MAGIC + hashlib.sha256(payload).digest() + payload)
-        os.replace(tmp, path)  # atomic: a reader sees the old entry or the whole new one
+        _write_whole(path, _MAGIC + hashlib.sha256(payload).digest() + payload)
     except Exception:  # a read-only or full disk, an unserialisable program: run without
         return
 
