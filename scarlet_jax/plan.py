@@ -188,6 +188,7 @@ class Planner:
         self.max_padding = float(max_padding)
         self.cost = cost
         self.stored = frozenset(stored)
+        self._stored_order = sorted(self.stored)  # a fixed order for the smallest-holder ties
         self.buckets: list[BucketKey] = []
         self.members: dict[BucketKey, list[BucketKey]] = {}
         self.folded: dict[BucketKey, float] = {}  # natural -> padding seconds folded so far
@@ -209,7 +210,7 @@ class Planner:
         if key is None and natural in self.stored:
             key = natural
         if key is None:
-            key = self._smallest_holder(natural, self.max_padding, sorted(self.stored))
+            key = self._smallest_holder(natural, self.max_padding, self._stored_order)
         return key
 
     def _fold(self, natural: BucketKey) -> BucketKey | None:
@@ -265,7 +266,7 @@ class Planner:
         with self._lock:
             holder = self._smallest_holder(key, self.max_padding)
             if holder is None and key not in self.stored:
-                holder = self._smallest_holder(key, self.max_padding, sorted(self.stored))
+                holder = self._smallest_holder(key, self.max_padding, self._stored_order)
             if holder is not None:
                 key = holder
             if key not in self.members:
